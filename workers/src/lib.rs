@@ -1,0 +1,10 @@
+//! Docket's workers: the job contract shared with the orchestrator, the task
+//! handlers, and the Redis worker pool.
+//!
+//! # Layout
+//! - [`catalog`]: the handlers this crate registers, with the parameters they
+//!   take, the outcomes they report and their default timeout and retry
+//!   policy. The orchestrator validates workflow files against it, so a
+//!   workflow can never name a handler no worker runs.
+
+pub mod catalog;
