@@ -90,10 +90,14 @@ fn read(root: &Node, env: &Environment, d: &mut Diagnostics) -> Option<Workflow>
     let description = top
         .optional("description")
         .and_then(|n| yaml::text(n, "/description", d));
+    // An unknown default calendar is reported once, here; keeping its name
+    // spares every working-day period below a second report.
     let calendar = top
         .optional("calendar")
-        .and_then(|n| yaml::text(n, "/calendar", d))
-        .and_then(|c| known_calendar(c, "/calendar", env, d));
+        .and_then(|n| yaml::text(n, "/calendar", d));
+    if let Some(c) = &calendar {
+        known_calendar(c.clone(), "/calendar", env, d);
+    }
 
     let mut decls = Declarations {
         env,
@@ -133,7 +137,12 @@ fn read(root: &Node, env: &Environment, d: &mut Diagnostics) -> Option<Workflow>
         .optional("schedules")
         .map(|n| schedules::read(n, &decls, d))
         .unwrap_or_default();
-    flow::check(&steps, &decls, d);
+    // Graph problems are often consequences of problems already reported
+    // (a misspelt target leaves a step unreachable): check the graph once
+    // the steps themselves are sound.
+    if !d.has_errors() {
+        flow::check(&steps, &decls, d);
+    }
 
     let workflow = Workflow {
         name: name?.value,

@@ -210,7 +210,8 @@ pub(super) fn read_all(
         let Some(decl) = decls.step(id).filter(|_| claimed.insert(id.to_owned())) else {
             continue;
         };
-        let Some(f) = Fields::open(node, &path, "a step", fields_of(decl.kind), d) else {
+        let what = format!("step `{}`", decl.id);
+        let Some(f) = Fields::open(node, &path, &what, fields_of(decl.kind), d) else {
             continue;
         };
         let mut r = StepReader {

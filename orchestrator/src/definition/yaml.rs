@@ -100,7 +100,7 @@ pub struct Fields<'n> {
     map: &'n MarkedMappingNode,
     pos: Pos,
     path: String,
-    what: &'static str,
+    what: String,
     known: &'static [&'static str],
 }
 
@@ -110,7 +110,7 @@ impl<'n> Fields<'n> {
     pub fn open(
         node: &'n Node,
         path: &str,
-        what: &'static str,
+        what: &str,
         known: &'static [&'static str],
         d: &mut Diagnostics,
     ) -> Option<Self> {
@@ -119,7 +119,7 @@ impl<'n> Fields<'n> {
                 map,
                 pos: pos(node),
                 path: path.to_owned(),
-                what,
+                what: what.to_owned(),
                 known,
             }),
             other => {

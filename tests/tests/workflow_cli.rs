@@ -1,0 +1,132 @@
+//! `orchestrator validate`, `graph` and `schema`, run as an operator would.
+
+use docket_tests::{orchestrator, stderr, stdout};
+
+#[test]
+fn validate_accepts_the_shipped_workflows() {
+    let out = orchestrator(&["validate", "workflows/"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert_eq!(stdout(&out), "");
+    assert!(stderr(&out).contains("1 of 1 workflow file(s) valid; 0 error(s), 0 warning(s)"));
+}
+
+#[test]
+fn validate_reports_every_problem_with_file_line_and_column() {
+    let fixture = "orchestrator/tests/fixtures/invalid/conditions-and-types.yaml";
+    let out = orchestrator(&["validate", "--calendars", "workflows/calendars", fixture]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 7, "{text}");
+    assert!(lines.iter().all(|l| l.starts_with(&format!("{fixture}:"))));
+    assert!(lines[0].starts_with(&format!(
+        "{fixture}:13:15: error: \"employmnet\" is never a value"
+    )));
+    assert!(lines[0].ends_with("[bad-condition at /steps/route/branches/0/when]"));
+    assert!(text.contains(
+        ":22:26: error: `identity.verify` has no outcome `rejectd`; did you mean `rejected`?"
+    ));
+}
+
+#[test]
+fn validate_json_is_machine_readable() {
+    let fixture = "orchestrator/tests/fixtures/invalid/unknown-field.yaml";
+    let out = orchestrator(&["validate", "--json", fixture]);
+    assert_eq!(out.status.code(), Some(1));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON output");
+    let first = &json[0];
+    assert_eq!(first["file"], fixture);
+    assert_eq!(first["severity"], "error");
+    assert_eq!(first["code"], "unknown-field");
+    assert_eq!(first["path"], "/titel");
+    assert_eq!(
+        (first["line"].as_u64(), first["column"].as_u64()),
+        (Some(4), Some(1))
+    );
+    assert_eq!(json.as_array().map(Vec::len), Some(2));
+}
+
+#[test]
+fn validate_names_a_missing_file_and_exits_2() {
+    let out = orchestrator(&["validate", "workflows/no-such-file.yaml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("workflows/no-such-file.yaml"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn graph_prints_every_step_as_mermaid_and_dot() {
+    let out = orchestrator(&["graph", "workflows/residence-permit.yaml"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let mermaid = stdout(&out);
+    assert!(mermaid.starts_with("flowchart TD\n"));
+    let source =
+        std::fs::read_to_string(docket_tests::repo().join("workflows/residence-permit.yaml"))
+            .expect("read");
+    let steps = source
+        .split_once("\nsteps:\n")
+        .map_or("", |(_, steps)| steps);
+    let ids: Vec<&str> = steps
+        .lines()
+        .filter_map(|l| l.strip_prefix("  - id: "))
+        .collect();
+    assert!(ids.len() > 30);
+    for id in &ids {
+        assert!(
+            mermaid.contains(&format!("\n    {id}")),
+            "{id} missing from the flowchart"
+        );
+    }
+    let out = orchestrator(&[
+        "graph",
+        "--format",
+        "dot",
+        "workflows/residence-permit.yaml",
+    ]);
+    let dot = stdout(&out);
+    assert!(dot.starts_with("digraph"));
+    for id in &ids {
+        assert!(
+            dot.contains(&format!("\"{id}\" [shape=")),
+            "{id} missing from the digraph"
+        );
+    }
+}
+
+#[test]
+fn graph_refuses_an_invalid_workflow() {
+    let out = orchestrator(&[
+        "graph",
+        "orchestrator/tests/fixtures/invalid/unknown-step.yaml",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("unknown-step.yaml:12:17: error: there is no step `finsh`"));
+}
+
+#[test]
+fn schema_is_draft_7_json_with_every_step_kind() {
+    let out = orchestrator(&["schema"]);
+    assert_eq!(out.status.code(), Some(0));
+    let schema: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON schema");
+    assert_eq!(schema["$schema"], "http://json-schema.org/draft-07/schema#");
+    let kinds: Vec<&str> = schema["definitions"]["StepFile"]["oneOf"]
+        .as_array()
+        .expect("step kinds")
+        .iter()
+        .filter_map(|v| v["properties"]["kind"]["const"].as_str())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["task", "wait", "notify", "deadline", "branch", "end"]
+    );
+    assert_eq!(schema["additionalProperties"], false);
+}
