@@ -5,4 +5,5 @@
 //! - [`definition`]: the workflow language — loading, validation, the
 //!   resolved model, graph rendering and the JSON Schema.
 
+pub mod calendar;
 pub mod definition;

@@ -66,7 +66,8 @@ pub(super) const REQUIREMENT_FIELDS: &[&str] = &["title", "one_of"];
 /// Loads a workflow from its source text.
 pub fn load(source: &str, env: &Environment) -> Loaded {
     let mut d = Diagnostics::default();
-    let workflow = yaml::parse(source, &mut d).and_then(|root| read(&root, env, &mut d));
+    let workflow =
+        yaml::parse(source, "workflow file", &mut d).and_then(|root| read(&root, env, &mut d));
     let workflow = if d.has_errors() { None } else { workflow };
     Loaded {
         workflow,

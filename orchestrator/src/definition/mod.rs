@@ -26,7 +26,7 @@ mod schedules;
 pub mod schema;
 mod steps;
 pub mod template;
-mod yaml;
+pub(crate) mod yaml;
 
 use std::path::{Path, PathBuf};
 

@@ -20,8 +20,9 @@ impl<T> Located<T> {
 }
 
 /// Parses a whole file into a node tree, refusing duplicate keys, anchors
-/// and tags: an operator's file should mean what it plainly says.
-pub fn parse(source: &str, d: &mut Diagnostics) -> Option<Node> {
+/// and tags: an operator's file should mean what it plainly says. `kind`
+/// names the file in messages (`workflow file`, `calendar file`).
+pub fn parse(source: &str, kind: &str, d: &mut Diagnostics) -> Option<Node> {
     let options = marked_yaml::LoaderOptions::default().error_on_duplicate_keys(true);
     match marked_yaml::parse_yaml_with_options(0, source, options) {
         Ok(node) => Some(node),
@@ -43,7 +44,7 @@ pub fn parse(source: &str, d: &mut Diagnostics) -> Option<Node> {
                 ),
                 E::UnexpectedAnchor(m) | E::UnexpectedTag(m) => (
                     marker_pos(m),
-                    "YAML anchors, aliases and tags are not allowed in workflow files".to_owned(),
+                    format!("YAML anchors, aliases and tags are not allowed in a {kind}"),
                 ),
                 E::ScanError(m, scan) => (marker_pos(m), format!("YAML syntax: {}", scan.info())),
                 other => (Pos { line: 1, column: 1 }, format!("YAML syntax: {other}")),
@@ -360,7 +361,7 @@ mod tests {
 
     fn parse_ok(src: &str) -> Node {
         let mut d = Diagnostics::default();
-        let node = parse(src, &mut d);
+        let node = parse(src, "test file", &mut d);
         assert!(!d.has_errors(), "{:?}", d.into_sorted());
         node.unwrap_or_else(|| Node::from("unreachable"))
     }
@@ -368,7 +369,7 @@ mod tests {
     #[test]
     fn duplicate_keys_are_reported_at_the_second_one() {
         let mut d = Diagnostics::default();
-        assert!(parse("a: 1\nb: 2\na: 3\n", &mut d).is_none());
+        assert!(parse("a: 1\nb: 2\na: 3\n", "test file", &mut d).is_none());
         let diags = d.into_sorted();
         assert_eq!(diags[0].code, Code::YamlSyntax);
         assert_eq!(diags[0].pos, Pos { line: 3, column: 1 });
@@ -382,7 +383,7 @@ mod tests {
     #[test]
     fn syntax_errors_have_a_position() {
         let mut d = Diagnostics::default();
-        assert!(parse("a: [1,\n", &mut d).is_none());
+        assert!(parse("a: [1,\n", "test file", &mut d).is_none());
         let diags = d.into_sorted();
         assert_eq!(diags[0].pos.line, 2);
     }
