@@ -12,8 +12,45 @@ fn validate_accepts_the_shipped_workflows() {
         stdout(&out),
         stderr(&out)
     );
-    assert_eq!(stdout(&out), "");
-    assert!(stderr(&out).contains("1 of 1 workflow file(s) valid; 0 error(s), 0 warning(s)"));
+    // The only warning allowed is the calendar's reminder to add next year.
+    for line in stdout(&out).lines() {
+        assert!(
+            line.contains(": warning: ") && line.ends_with("[calendar-ends-soon at /years]"),
+            "{line}"
+        );
+    }
+    assert!(stderr(&out).contains("1 of 1 workflow file(s) valid; 0 error(s)"));
+}
+
+#[test]
+fn validate_reports_calendar_problems() {
+    let dir = std::env::temp_dir().join(format!("docket-calendars-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    std::fs::copy(
+        docket_tests::repo().join("workflows/calendars/cn-mainland.yaml"),
+        dir.join("cn-mainland.yaml"),
+    )
+    .expect("copy calendar");
+    std::fs::write(
+        dir.join("hk.yaml"),
+        "name: hk\ntimezone: Asia/Hong_Kong\nyears: {}\ncolour: red\n",
+    )
+    .expect("write calendar");
+    let calendars = dir.display().to_string();
+    let out = orchestrator(&[
+        "validate",
+        "--calendars",
+        &calendars,
+        "workflows/residence-permit.yaml",
+    ]);
+    std::fs::remove_dir_all(&dir).expect("clean up");
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("hk.yaml:4:1: error: unknown field `colour`"),
+        "{text}"
+    );
+    assert!(text.contains("[invalid-calendar at /colour]"), "{text}");
 }
 
 #[test]
@@ -22,7 +59,10 @@ fn validate_reports_every_problem_with_file_line_and_column() {
     let out = orchestrator(&["validate", "--calendars", "workflows/calendars", fixture]);
     assert_eq!(out.status.code(), Some(1));
     let text = stdout(&out);
-    let lines: Vec<&str> = text.lines().collect();
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.contains("[calendar-ends-soon"))
+        .collect();
     assert_eq!(lines.len(), 7, "{text}");
     assert!(lines.iter().all(|l| l.starts_with(&format!("{fixture}:"))));
     assert!(lines[0].starts_with(&format!(

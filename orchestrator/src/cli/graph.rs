@@ -2,6 +2,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
+use docket::calendar;
 use docket::definition::{self, Environment, graph};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -23,10 +24,8 @@ pub struct Graph {
 
 impl Graph {
     pub fn run(self) -> anyhow::Result<ExitCode> {
-        let env = Environment::new(super::calendar_names(&super::calendars_dir(
-            &self.file,
-            self.calendars.as_ref(),
-        )));
+        let dir = super::calendars_dir(&self.file, self.calendars.as_ref());
+        let env = Environment::new(calendar::names_in(&dir)?);
         let loaded = definition::load_file(&self.file, &env)?;
         let Some(workflow) = loaded.loaded.workflow else {
             for d in &loaded.loaded.diagnostics {

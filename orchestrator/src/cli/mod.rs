@@ -50,16 +50,3 @@ fn calendars_dir(path: &std::path::Path, given: Option<&PathBuf>) -> PathBuf {
     };
     base.join("calendars")
 }
-
-/// Names of the calendar files in `dir` (their file stems).
-fn calendar_names(dir: &std::path::Path) -> Vec<String> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| docket::definition::is_yaml(p))
-        .filter_map(|p| p.file_stem().and_then(|s| s.to_str()).map(str::to_owned))
-        .collect()
-}

@@ -1,9 +1,11 @@
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
+use chrono::Datelike;
 use clap::Args;
-use docket::definition::{self, Diagnostic, Environment};
+use docket::calendar::{self, CalendarError};
+use docket::definition::{self, Code, Diagnostic, Environment, Pos, Severity};
 use serde::Serialize;
 
 #[derive(Debug, Args)]
@@ -20,56 +22,55 @@ pub struct Validate {
 }
 
 #[derive(Debug, Serialize)]
-struct JsonDiagnostic<'a> {
+struct Reported {
     file: String,
     #[serde(flatten)]
-    diagnostic: &'a Diagnostic,
+    diagnostic: Diagnostic,
 }
 
 impl Validate {
     pub fn run(self) -> anyhow::Result<ExitCode> {
-        let mut files = Vec::new();
+        let mut reported = Vec::new();
+        let mut checked = 0;
+        let mut valid = 0;
         for path in &self.paths {
-            let env = Environment::new(super::calendar_names(&super::calendars_dir(
-                path,
-                self.calendars.as_ref(),
-            )));
+            let dir = super::calendars_dir(path, self.calendars.as_ref());
+            let (names, problems) = check_calendars(&dir, chrono::Utc::now().year())?;
+            reported.extend(problems);
+            let env = Environment::new(names);
             for file in definition::workflow_files(path)? {
-                files.push(definition::load_file(&file, &env)?);
+                let loaded = definition::load_file(&file, &env)?;
+                checked += 1;
+                valid += usize::from(loaded.loaded.workflow.is_some());
+                let name = file.display().to_string();
+                reported.extend(
+                    loaded
+                        .loaded
+                        .diagnostics
+                        .into_iter()
+                        .map(|diagnostic| Reported {
+                            file: name.clone(),
+                            diagnostic,
+                        }),
+                );
             }
         }
-        if files.is_empty() {
+        if checked == 0 {
             anyhow::bail!("no workflow files (`.yaml`, `.yml`) found in the given paths");
         }
-        let all: Vec<(String, &Diagnostic)> = files
-            .iter()
-            .flat_map(|f| {
-                let name = f.path.display().to_string();
-                f.loaded.diagnostics.iter().map(move |d| (name.clone(), d))
-            })
-            .collect();
-        let errors = all.iter().filter(|(_, d)| d.is_error()).count();
+        let errors = reported.iter().filter(|r| r.diagnostic.is_error()).count();
         if self.json {
-            let out: Vec<JsonDiagnostic<'_>> = all
-                .iter()
-                .map(|(file, diagnostic)| JsonDiagnostic {
-                    file: file.clone(),
-                    diagnostic,
-                })
-                .collect();
             println!(
                 "{}",
-                serde_json::to_string_pretty(&out).context("encoding diagnostics")?
+                serde_json::to_string_pretty(&reported).context("encoding diagnostics")?
             );
         } else {
-            for (file, d) in &all {
-                println!("{}", d.render(file));
+            for r in &reported {
+                println!("{}", r.diagnostic.render(&r.file));
             }
-            let valid = files.iter().filter(|f| f.loaded.workflow.is_some()).count();
             eprintln!(
-                "{valid} of {} workflow file(s) valid; {errors} error(s), {} warning(s)",
-                files.len(),
-                all.len() - errors
+                "{valid} of {checked} workflow file(s) valid; {errors} error(s), {} warning(s)",
+                reported.len() - errors
             );
         }
         Ok(if errors == 0 {
@@ -78,4 +79,58 @@ impl Validate {
             ExitCode::from(1)
         })
     }
+}
+
+/// Loads the calendars in `dir`: their names, and their problems as
+/// diagnostics. A calendar whose data ends with `this_year` is a warning:
+/// deadlines will soon count into a year it does not cover.
+fn check_calendars(dir: &Path, this_year: i32) -> anyhow::Result<(Vec<String>, Vec<Reported>)> {
+    let names: Vec<String> = calendar::names_in(dir)?.into_iter().collect();
+    let diagnostic = |severity, code, pos, path: &str, message: String| Diagnostic {
+        severity,
+        code,
+        path: path.to_owned(),
+        pos,
+        message,
+    };
+    let reported = match calendar::load_dir(dir) {
+        Ok(calendars) => calendars
+            .iter()
+            .filter(|c| c.last_covered_year() <= this_year)
+            .map(|c| Reported {
+                file: dir.join(format!("{}.yaml", c.name())).display().to_string(),
+                diagnostic: diagnostic(
+                    Severity::Warning,
+                    Code::CalendarEndsSoon,
+                    Pos { line: 1, column: 1 },
+                    "/years",
+                    format!(
+                        "calendar `{}` covers years up to {}: add {}'s holiday arrangement before deadlines count into it",
+                        c.name(),
+                        c.last_covered_year(),
+                        c.last_covered_year() + 1
+                    ),
+                ),
+            })
+            .collect(),
+        Err(CalendarError::Invalid { problems }) => problems
+            .into_iter()
+            .map(|p| Reported {
+                file: p.file.display().to_string(),
+                diagnostic: diagnostic(
+                    Severity::Error,
+                    Code::InvalidCalendar,
+                    Pos {
+                        line: p.line,
+                        column: p.column,
+                    },
+                    &p.field,
+                    p.message,
+                ),
+            })
+            .collect(),
+        Err(CalendarError::Read { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(other) => return Err(other.into()),
+    };
+    Ok((names, reported))
 }

@@ -63,6 +63,8 @@ pub enum Code {
     ExtensionBelowLimit,
     WaitsForever,
     CronNeverOnWorkingDay,
+    InvalidCalendar,
+    CalendarEndsSoon,
 }
 
 impl Code {
@@ -99,6 +101,8 @@ impl Code {
             Code::ExtensionBelowLimit => "extension-below-limit",
             Code::WaitsForever => "waits-forever",
             Code::CronNeverOnWorkingDay => "cron-never-on-working-day",
+            Code::InvalidCalendar => "invalid-calendar",
+            Code::CalendarEndsSoon => "calendar-ends-soon",
         }
     }
 }
