@@ -6,5 +6,7 @@
 //!   take, the outcomes they report and their default timeout and retry
 //!   policy. The orchestrator validates workflow files against it, so a
 //!   workflow can never name a handler no worker runs.
+//! - [`contract`]: what an attempt reports back ([`contract::Outcome`]).
 
 pub mod catalog;
+pub mod contract;

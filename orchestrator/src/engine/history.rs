@@ -1,0 +1,139 @@
+//! The facts appended to a case's history. Each is a past-tense event an
+//! auditor can read; together they explain every state the case was in.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::state::Data;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum HistoryEvent {
+    CaseStarted {
+        workflow: String,
+        version: u32,
+        input: Data,
+    },
+    StepEntered {
+        step: String,
+        entry: u32,
+    },
+    AttemptScheduled {
+        step: String,
+        attempt_id: String,
+        attempt: u32,
+        handler: String,
+        queue: String,
+    },
+    AttemptSucceeded {
+        attempt_id: String,
+        outcome: String,
+    },
+    AttemptFailed {
+        attempt_id: String,
+        code: String,
+        message: String,
+        retryable: bool,
+    },
+    AttemptTimedOut {
+        attempt_id: String,
+    },
+    RetryScheduled {
+        step: String,
+        attempt: u32,
+        at: DateTime<Utc>,
+    },
+    StepFailed {
+        step: String,
+        attempts: u32,
+        error: String,
+    },
+    SignalReceived {
+        event: String,
+        data: Data,
+    },
+    WaitTimedOut {
+        step: String,
+    },
+    BranchTaken {
+        step: String,
+        condition: Option<String>,
+        next: String,
+    },
+    DeadlineStarted {
+        deadline: String,
+        started_at: DateTime<Utc>,
+        due: DateTime<Utc>,
+    },
+    DeadlineNotCounted {
+        deadline: String,
+        error: String,
+    },
+    DeadlinePaused {
+        deadline: String,
+    },
+    DeadlineResumed {
+        deadline: String,
+        due: DateTime<Utc>,
+    },
+    DeadlineMet {
+        deadline: String,
+    },
+    DeadlineExpired {
+        deadline: String,
+        next: String,
+    },
+    ReminderScheduled {
+        deadline: String,
+        attempt_id: String,
+    },
+    SideJobFinished {
+        attempt_id: String,
+        outcome: String,
+    },
+    CompletionIgnored {
+        attempt_id: String,
+        reason: String,
+    },
+    StepRetried {
+        step: String,
+        reason: String,
+    },
+    CaseCompleted {
+        outcome: String,
+    },
+    CaseCancelled {
+        reason: String,
+    },
+}
+
+impl HistoryEvent {
+    /// The event's type as stored, e.g. `attempt_failed`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            HistoryEvent::CaseStarted { .. } => "case_started",
+            HistoryEvent::StepEntered { .. } => "step_entered",
+            HistoryEvent::AttemptScheduled { .. } => "attempt_scheduled",
+            HistoryEvent::AttemptSucceeded { .. } => "attempt_succeeded",
+            HistoryEvent::AttemptFailed { .. } => "attempt_failed",
+            HistoryEvent::AttemptTimedOut { .. } => "attempt_timed_out",
+            HistoryEvent::RetryScheduled { .. } => "retry_scheduled",
+            HistoryEvent::StepFailed { .. } => "step_failed",
+            HistoryEvent::SignalReceived { .. } => "signal_received",
+            HistoryEvent::WaitTimedOut { .. } => "wait_timed_out",
+            HistoryEvent::BranchTaken { .. } => "branch_taken",
+            HistoryEvent::DeadlineStarted { .. } => "deadline_started",
+            HistoryEvent::DeadlineNotCounted { .. } => "deadline_not_counted",
+            HistoryEvent::DeadlinePaused { .. } => "deadline_paused",
+            HistoryEvent::DeadlineResumed { .. } => "deadline_resumed",
+            HistoryEvent::DeadlineMet { .. } => "deadline_met",
+            HistoryEvent::DeadlineExpired { .. } => "deadline_expired",
+            HistoryEvent::ReminderScheduled { .. } => "reminder_scheduled",
+            HistoryEvent::SideJobFinished { .. } => "side_job_finished",
+            HistoryEvent::CompletionIgnored { .. } => "completion_ignored",
+            HistoryEvent::StepRetried { .. } => "step_retried",
+            HistoryEvent::CaseCompleted { .. } => "case_completed",
+            HistoryEvent::CaseCancelled { .. } => "case_cancelled",
+        }
+    }
+}
