@@ -38,6 +38,11 @@ pub enum HistoryEvent {
     AttemptTimedOut {
         attempt_id: String,
     },
+    /// The case moved on (a deadline expired, an operator cancelled) while
+    /// the attempt was out; its completion will be ignored.
+    AttemptAbandoned {
+        attempt_id: String,
+    },
     RetryScheduled {
         step: String,
         attempt: u32,
@@ -117,6 +122,7 @@ impl HistoryEvent {
             HistoryEvent::AttemptSucceeded { .. } => "attempt_succeeded",
             HistoryEvent::AttemptFailed { .. } => "attempt_failed",
             HistoryEvent::AttemptTimedOut { .. } => "attempt_timed_out",
+            HistoryEvent::AttemptAbandoned { .. } => "attempt_abandoned",
             HistoryEvent::RetryScheduled { .. } => "retry_scheduled",
             HistoryEvent::StepFailed { .. } => "step_failed",
             HistoryEvent::SignalReceived { .. } => "signal_received",

@@ -198,6 +198,7 @@ impl<'a> Machine<'a> {
                 return Err(Rejection::BrokenDefinition { step: id });
             }
             let step = self.step(&id)?;
+            self.abandon_attempt();
             self.cancel_step_timers();
             self.resume_deadlines_left(&id);
             self.state.step = id.clone();
@@ -270,8 +271,18 @@ impl<'a> Machine<'a> {
         Ok(())
     }
 
+    /// Records that the attempt in progress, if any, no longer matters.
+    fn abandon_attempt(&mut self) {
+        if let Phase::Attempting { attempt_id, .. } = &self.state.phase {
+            let attempt_id = attempt_id.clone();
+            self.state.phase = Phase::Waiting;
+            self.record(HistoryEvent::AttemptAbandoned { attempt_id });
+        }
+    }
+
     /// Ends the case: no timer survives it.
     fn close(&mut self, status: Status) {
+        self.abandon_attempt();
         self.state.status = status;
         self.state.phase = Phase::Finished;
         self.cancel_timers(|_| true);
@@ -439,8 +450,9 @@ impl<'a> Machine<'a> {
             });
             return Ok(());
         };
-        let timer = format!("{attempt_id}:timeout");
-        self.cancel_timers(|k| matches!(k, TimerKind::AttemptTimeout { attempt_id: a } if format!("{a}:timeout") == timer));
+        self.cancel_timers(|k| matches!(k, TimerKind::AttemptTimeout { attempt_id: a } if a == attempt_id));
+        // The attempt is settled here, whatever comes next.
+        self.state.phase = Phase::Waiting;
         let step = self.step(&self.state.step)?;
         match outcome {
             Outcome::Succeeded { outcome, output } => {
@@ -593,6 +605,7 @@ impl<'a> Machine<'a> {
                 self.record(HistoryEvent::AttemptTimedOut {
                     attempt_id: attempt_id.clone(),
                 });
+                self.state.phase = Phase::Waiting;
                 let step = self.step(&self.state.step)?;
                 self.failed_attempt(step, attempt, "timeout", true, None)
             }

@@ -704,6 +704,30 @@ fn check_invariants(case: &Case) {
             assert!(*attempt <= max, "attempt {attempt} of {step} exceeds {max}");
         }
     }
+    // Every attempt is settled exactly once, unless it is the one out now.
+    let mut scheduled = std::collections::BTreeMap::new();
+    for e in history {
+        match e {
+            HistoryEvent::AttemptScheduled { attempt_id, .. } => {
+                scheduled.insert(attempt_id.clone(), 0);
+            }
+            HistoryEvent::AttemptSucceeded { attempt_id, .. }
+            | HistoryEvent::AttemptFailed { attempt_id, .. }
+            | HistoryEvent::AttemptTimedOut { attempt_id }
+            | HistoryEvent::AttemptAbandoned { attempt_id } => {
+                *scheduled.entry(attempt_id.clone()).or_insert(0) += 1;
+            }
+            _ => {}
+        }
+    }
+    let current = match &case.state.phase {
+        Phase::Attempting { attempt_id, .. } => Some(attempt_id.as_str()),
+        _ => None,
+    };
+    for (attempt_id, settled) in &scheduled {
+        let expected = usize::from(Some(attempt_id.as_str()) != current);
+        assert_eq!(*settled, expected, "attempt {attempt_id} settled {settled} times");
+    }
     if case.state.status.is_active() {
         let step = workflow.step(&case.state.step).expect("step");
         let wait_timers = case
