@@ -132,6 +132,8 @@ pub struct HandlerSpec {
     /// Error codes a failed attempt may carry; a step may mark some of them
     /// non-retryable.
     pub errors: &'static [&'static str],
+    /// Whether jobs carry the workflow's materials rules (as `rules`).
+    pub needs_materials: bool,
 }
 
 /// The outcome every task has when its retries are exhausted or an attempt
@@ -196,6 +198,7 @@ pub const HANDLERS: &[HandlerSpec] = &[
             ty: ValueType::String,
         }],
         errors: SERVICE_ERRORS,
+        needs_materials: false,
     },
     HandlerSpec {
         name: "intranet.authenticate",
@@ -214,6 +217,7 @@ pub const HANDLERS: &[HandlerSpec] = &[
             ty: ValueType::String,
         }],
         errors: SERVICE_ERRORS,
+        needs_materials: false,
     },
     HandlerSpec {
         name: "materials.check",
@@ -233,6 +237,7 @@ pub const HANDLERS: &[HandlerSpec] = &[
             ty: ValueType::String,
         }],
         errors: &["invalid_request"],
+        needs_materials: true,
     },
     HandlerSpec {
         name: "notify.email",
@@ -253,6 +258,7 @@ pub const HANDLERS: &[HandlerSpec] = &[
             "rejected_recipient",
             "invalid_request",
         ],
+        needs_materials: false,
     },
     HandlerSpec {
         name: "notify.webhook",
@@ -268,6 +274,7 @@ pub const HANDLERS: &[HandlerSpec] = &[
         outcomes: &["sent"],
         outputs: &[],
         errors: SERVICE_ERRORS,
+        needs_materials: false,
     },
 ];
 

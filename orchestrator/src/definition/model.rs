@@ -303,27 +303,9 @@ impl Step {
     }
 }
 
-/// What a materials check compares submissions against.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Materials {
-    pub documents: Vec<Document>,
-    pub always: Vec<Requirement>,
-    pub by_category: BTreeMap<String, Vec<Requirement>>,
-    pub through_agent: Vec<Requirement>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Document {
-    pub id: String,
-    pub title: String,
-}
-
-/// Satisfied by submitting any one of `one_of`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Requirement {
-    pub title: String,
-    pub one_of: Vec<String>,
-}
+/// What a materials check compares submissions against; the same type
+/// travels to the workers with each check.
+pub use docket_workers::contract::{Document, Materials, Requirement};
 
 /// A recurring sweep: at each cron tick, notify about every case whose
 /// deadline falls within `due_within`.

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use docket_workers::catalog::FAILED_OUTCOME;
-use docket_workers::contract::Outcome;
+use docket_workers::contract::{JOB_VERSION, Outcome};
 use serde_json::Value;
 
 use super::state::{
@@ -296,11 +296,19 @@ impl<'a> Machine<'a> {
     }
 
     fn schedule_task(&mut self, task: &Task, attempt: u32) {
-        let params: Data = task
+        let mut params: Data = task
             .with
             .iter()
             .map(|(name, expr)| (name.clone(), eval(&self.state, expr)))
             .collect();
+        let needs_materials =
+            docket_workers::catalog::handler(&task.handler).is_some_and(|h| h.needs_materials);
+        if let (true, Some(rules)) = (needs_materials, &self.ctx.workflow.materials) {
+            params.insert(
+                "rules".to_owned(),
+                serde_json::to_value(rules).unwrap_or(Value::Null),
+            );
+        }
         self.schedule(&task.handler, &task.queue, params, task.timeout, attempt);
     }
 
@@ -355,6 +363,7 @@ impl<'a> Machine<'a> {
             queue: queue.to_owned(),
         });
         self.effects.push(Effect::Enqueue(Job {
+            version: JOB_VERSION,
             attempt_id: attempt_id.clone(),
             case_id: self.state.id.clone(),
             step: self.state.step.clone(),
@@ -450,7 +459,9 @@ impl<'a> Machine<'a> {
             });
             return Ok(());
         };
-        self.cancel_timers(|k| matches!(k, TimerKind::AttemptTimeout { attempt_id: a } if a == attempt_id));
+        self.cancel_timers(
+            |k| matches!(k, TimerKind::AttemptTimeout { attempt_id: a } if a == attempt_id),
+        );
         // The attempt is settled here, whatever comes next.
         self.state.phase = Phase::Waiting;
         let step = self.step(&self.state.step)?;
@@ -910,6 +921,7 @@ impl<'a> Machine<'a> {
         let attempt_id = format!("{}/{id}/reminder-{index}/1", self.state.id);
         let (handler, queue, params, timeout) = self.message_job(&reminder.message);
         self.effects.push(Effect::Enqueue(Job {
+            version: JOB_VERSION,
             attempt_id: attempt_id.clone(),
             case_id: self.state.id.clone(),
             step: id.to_owned(),

@@ -17,12 +17,11 @@ mod machine;
 pub mod state;
 pub mod values;
 
-use std::collections::BTreeMap;
-use std::time::Duration;
-
 use chrono::{DateTime, Utc};
+pub use docket_workers::contract::Job;
 use docket_workers::contract::Outcome;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 use crate::calendar::Calendar;
 use crate::definition::Workflow;
@@ -81,36 +80,6 @@ pub enum Effect {
     Enqueue(Job),
     SetTimer(Timer),
     CancelTimer { timer_id: String },
-}
-
-/// One attempt of a job for the workers.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Job {
-    /// Stable id of this attempt, also the idempotency key handlers pass on
-    /// to the services they call.
-    pub attempt_id: String,
-    pub case_id: String,
-    pub step: String,
-    pub attempt: u32,
-    pub handler: String,
-    pub queue: String,
-    pub params: Data,
-    #[serde(with = "duration_secs")]
-    pub timeout: Duration,
-}
-
-mod duration_secs {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_u64(d.as_secs())
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        u64::deserialize(d).map(Duration::from_secs)
-    }
 }
 
 /// Why a command was refused. A refused command changes nothing.

@@ -726,7 +726,10 @@ fn check_invariants(case: &Case) {
     };
     for (attempt_id, settled) in &scheduled {
         let expected = usize::from(Some(attempt_id.as_str()) != current);
-        assert_eq!(*settled, expected, "attempt {attempt_id} settled {settled} times");
+        assert_eq!(
+            *settled, expected,
+            "attempt {attempt_id} settled {settled} times"
+        );
     }
     if case.state.status.is_active() {
         let step = workflow.step(&case.state.step).expect("step");
