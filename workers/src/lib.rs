@@ -6,7 +6,12 @@
 //!   take, the outcomes they report and their default timeout and retry
 //!   policy. The orchestrator validates workflow files against it, so a
 //!   workflow can never name a handler no worker runs.
-//! - [`contract`]: what an attempt reports back ([`contract::Outcome`]).
+//! - [`contract`]: what a job carries ([`contract::Job`]) and what an
+//!   attempt reports back ([`contract::Outcome`]).
+//! - [`handlers`]: the handlers, behind one [`handlers::Handler`] trait, and
+//!   the traits of the external services they call.
 
 pub mod catalog;
 pub mod contract;
+pub mod handlers;
+pub mod pool;
