@@ -10,9 +10,9 @@ use chrono::{Datelike, NaiveDate, Weekday};
 use chrono_tz::Tz;
 use marked_yaml::Node;
 
-use super::reader::{Pos, Reader, optional, pos, scalar_pos};
 use super::{Calendar, Problem, Source, Year};
-use crate::definition::diagnostic::did_you_mean;
+use crate::definition::diagnostic::{Code, Diagnostic, Diagnostics, Pos, did_you_mean};
+use crate::definition::yaml::{self, Fields, Located, child};
 
 const TOP_FIELDS: &[&str] = &["name", "title", "timezone", "years"];
 const YEAR_FIELDS: &[&str] = &["source", "days_off", "make_up_workdays"];
@@ -26,18 +26,25 @@ const MAX_RANGE_DAYS: i64 = 31;
 
 /// Reads `source` as the calendar file at `path`.
 pub(super) fn parse(path: &Path, source: &str) -> Result<Calendar, Vec<Problem>> {
-    let mut reader = Reader {
-        file: path,
-        problems: Vec::new(),
-    };
-    let calendar = reader.calendar(source);
-    let mut problems = reader.problems;
-    match calendar {
-        Some(calendar) if problems.is_empty() => Ok(calendar),
-        _ => {
-            problems.sort_by_key(|p| (p.line, p.column));
-            Err(problems)
-        }
+    let mut d = Diagnostics::default();
+    match calendar(path, source, &mut d) {
+        Some(calendar) if !d.has_errors() => Ok(calendar),
+        _ => Err(d
+            .into_sorted()
+            .into_iter()
+            .map(|diag| problem(path, diag))
+            .collect()),
+    }
+}
+
+/// One collected diagnostic as a problem in the calendar file at `file`.
+fn problem(file: &Path, diag: Diagnostic) -> Problem {
+    Problem {
+        file: file.to_owned(),
+        line: diag.pos.line,
+        column: diag.pos.column,
+        field: diag.path,
+        message: diag.message,
     }
 }
 
@@ -58,287 +65,299 @@ impl Entry {
     }
 }
 
-impl Reader<'_> {
-    fn calendar(&mut self, source: &str) -> Option<Calendar> {
-        let root = self.yaml(source)?;
-        let top = self.mapping(&root, "", "the calendar", TOP_FIELDS)?;
-        let top_pos = pos(&root);
-
-        let name = self
-            .required(top, top_pos, "name", "", "the calendar")
-            .and_then(|n| self.text(n, "/name"));
-        if let Some((name, at)) = &name {
-            self.check_stem(name, *at);
-        }
-        let title = optional(top, "title")
-            .and_then(|n| self.text(n, "/title"))
-            .map(|(t, _)| t);
-        let timezone = self
-            .required(top, top_pos, "timezone", "", "the calendar")
-            .and_then(|n| self.timezone(n));
-        let years = self
-            .required(top, top_pos, "years", "", "the calendar")
-            .and_then(|n| self.years(n));
-        Some(Calendar {
-            name: name?.0,
-            title,
-            timezone: timezone?,
-            years: years?,
-        })
+fn calendar(file: &Path, source: &str, d: &mut Diagnostics) -> Option<Calendar> {
+    let root = yaml::parse(source, "calendar file", d)?;
+    let f = Fields::open(&root, "", "the calendar", TOP_FIELDS, d)?;
+    f.check_unknown(d);
+    let name = f
+        .required("name", d)
+        .and_then(|n| yaml::text(n, &f.field_path("name"), d));
+    if let Some(name) = &name {
+        check_stem(file, name, d);
     }
+    let title = f
+        .optional("title")
+        .and_then(|n| yaml::text(n, &f.field_path("title"), d))
+        .map(|t| t.value);
+    let timezone = f
+        .required("timezone", d)
+        .and_then(|n| timezone(n, &f.field_path("timezone"), d));
+    let years = f
+        .required("years", d)
+        .and_then(|n| years(n, &f.field_path("years"), d));
+    Some(Calendar {
+        name: name?.value,
+        title,
+        timezone: timezone?,
+        years: years?,
+    })
+}
 
-    /// Workflows name a calendar by its file, so the name inside must match.
-    fn check_stem(&mut self, name: &str, at: Pos) {
-        let stem = self.file.file_stem().and_then(|s| s.to_str());
-        if stem != Some(name) {
-            let file = self
-                .file
-                .file_name()
-                .map(|f| f.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            self.report(
-                at,
-                "/name",
+/// Workflows name a calendar by its file, so the name inside must match.
+fn check_stem(file: &Path, name: &Located<String>, d: &mut Diagnostics) {
+    if file.file_stem().and_then(|s| s.to_str()) != Some(name.value.as_str()) {
+        let file = file
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        d.error(
+            Code::InvalidValue,
+            "/name",
+            name.pos,
+            format!(
+                "`name` is `{}` but the file is `{file}`: they must match, because workflows name a calendar by its file",
+                name.value
+            ),
+        );
+    }
+}
+
+fn timezone(node: &Node, path: &str, d: &mut Diagnostics) -> Option<Tz> {
+    let raw = yaml::text(node, path, d)?;
+    match raw.value.parse::<Tz>() {
+        Ok(tz) => Some(tz),
+        Err(_) => {
+            let hint = did_you_mean(
+                &raw.value,
+                chrono_tz::TZ_VARIANTS.iter().map(|tz| tz.name()),
+            )
+            .map(|s| format!("; did you mean `{s}`?"))
+            .unwrap_or_default();
+            d.error(
+                Code::InvalidValue,
+                path,
+                raw.pos,
                 format!(
-                    "`name` is `{name}` but the file is `{file}`: they must match, because workflows name a calendar by its file"
+                    "`{}` is not an IANA time zone such as `Asia/Shanghai`{hint}",
+                    raw.value
                 ),
             );
+            None
         }
     }
+}
 
-    fn timezone(&mut self, node: &Node) -> Option<Tz> {
-        let (text, at) = self.text(node, "/timezone")?;
-        match text.parse::<Tz>() {
-            Ok(tz) => Some(tz),
-            Err(_) => {
-                let hint = did_you_mean(&text, chrono_tz::TZ_VARIANTS.iter().map(|tz| tz.name()))
-                    .map(|s| format!("; did you mean `{s}`?"))
-                    .unwrap_or_default();
-                self.report(
-                    at,
-                    "/timezone",
-                    format!("`{text}` is not an IANA time zone such as `Asia/Shanghai`{hint}"),
-                );
-                None
-            }
-        }
-    }
-
-    fn years(&mut self, node: &Node) -> Option<BTreeMap<i32, Year>> {
-        let map = self.any_mapping(node, "/years", "`years`")?;
-        if map.is_empty() {
-            self.report(
-                pos(node),
-                "/years",
+fn years(node: &Node, path: &str, d: &mut Diagnostics) -> Option<BTreeMap<i32, Year>> {
+    let entries = yaml::entries(node, path, "`years`", d);
+    if entries.is_empty() {
+        // `entries` has reported a value that is not a mapping.
+        if let Node::Mapping(_) = node {
+            d.error(
+                Code::InvalidValue,
+                path,
+                yaml::pos(node),
                 "`years` lists no year: a calendar must cover at least one year",
             );
+        }
+        return None;
+    }
+    let mut years = BTreeMap::new();
+    for (key, value) in entries {
+        let year_path = child(path, &key.value);
+        let Some(year) = parse_year(&key.value) else {
+            d.error(
+                Code::InvalidValue,
+                &year_path,
+                key.pos,
+                format!(
+                    "`{}` is not a year: the keys of `years` are years such as `2026`",
+                    key.value
+                ),
+            );
+            continue;
+        };
+        if let Some(data) = read_year(year, value, &year_path, d) {
+            years.insert(year, data);
+        }
+    }
+    Some(years)
+}
+
+fn read_year(year: i32, node: &Node, path: &str, d: &mut Diagnostics) -> Option<Year> {
+    let f = Fields::open(node, path, &format!("year {year}"), YEAR_FIELDS, d)?;
+    f.check_unknown(d);
+    let source = f
+        .required("source", d)
+        .and_then(|n| source(n, &f.field_path("source"), d));
+    let days_off = match f.required("days_off", d) {
+        Some(n) => entries(n, year, &f.field_path("days_off"), "`days_off`", d),
+        None => Vec::new(),
+    };
+    let make_up = match f.optional("make_up_workdays") {
+        Some(n) => entries(
+            n,
+            year,
+            &f.field_path("make_up_workdays"),
+            "`make_up_workdays`",
+            d,
+        ),
+        None => Vec::new(),
+    };
+    let days_off = merge_days_off(&days_off, d);
+    let make_up_workdays = make_up_workdays(&make_up, &days_off, d);
+    Some(Year {
+        source: source?,
+        days_off: days_off
+            .into_iter()
+            .map(|(day, (name, _))| (day, name))
+            .collect(),
+        make_up_workdays,
+    })
+}
+
+fn source(node: &Node, path: &str, d: &mut Diagnostics) -> Option<Source> {
+    let f = Fields::open(node, path, "`source`", SOURCE_FIELDS, d)?;
+    f.check_unknown(d);
+    let notice = f
+        .required("notice", d)
+        .and_then(|n| yaml::text(n, &f.field_path("notice"), d));
+    let date = f
+        .required("date", d)
+        .and_then(|n| date(n, &f.field_path("date"), d));
+    let url = f
+        .optional("url")
+        .and_then(|n| yaml::text(n, &f.field_path("url"), d))
+        .map(|u| u.value);
+    Some(Source {
+        notice: notice?.value,
+        date: date?,
+        url,
+    })
+}
+
+fn date(node: &Node, path: &str, d: &mut Diagnostics) -> Option<NaiveDate> {
+    let raw = yaml::text(node, path, d)?;
+    let date = parse_date(&raw.value);
+    if date.is_none() {
+        d.error(
+            Code::InvalidValue,
+            path,
+            raw.pos,
+            format!("`{}` is not a date: write it as YYYY-MM-DD", raw.value),
+        );
+    }
+    date
+}
+
+/// The entries of a `days_off` or `make_up_workdays` list, each checked on
+/// its own; entries with a problem are left out.
+fn entries(node: &Node, year: i32, path: &str, what: &str, d: &mut Diagnostics) -> Vec<Entry> {
+    yaml::items(node, path, what, d)
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, item)| entry(item, year, child(path, &i.to_string()), d))
+        .collect()
+}
+
+fn entry(node: &Node, year: i32, path: String, d: &mut Diagnostics) -> Option<Entry> {
+    let (dates, name, path) = if let Node::Mapping(_) = node {
+        let f = Fields::open(node, &path, "a list entry", ENTRY_FIELDS, d)?;
+        f.check_unknown(d);
+        let name = f
+            .optional("name")
+            .and_then(|n| yaml::text(n, &f.field_path("name"), d))
+            .map(|n| n.value);
+        let dates_path = f.field_path("dates");
+        let dates = f
+            .required("dates", d)
+            .and_then(|n| yaml::text(n, &dates_path, d))?;
+        (dates, name, dates_path)
+    } else {
+        (yaml::text(node, &path, d)?, None, path)
+    };
+    let (first, last) = match parse_dates(&dates.value) {
+        Ok(pair) => pair,
+        Err(message) => {
+            d.error(Code::InvalidValue, &path, dates.pos, message);
             return None;
         }
-        let mut years = BTreeMap::new();
-        for (key, value) in map.iter() {
-            let field = format!("/years/{}", key.as_str());
-            let Some(year) = parse_year(key.as_str()) else {
-                self.report(
-                    scalar_pos(key),
-                    &field,
-                    format!(
-                        "`{}` is not a year: the keys of `years` are years such as `2026`",
-                        key.as_str()
-                    ),
-                );
-                continue;
-            };
-            if let Some(data) = self.year(year, value, &field) {
-                years.insert(year, data);
-            }
-        }
-        Some(years)
+    };
+    if let Some(date) = [first, last].into_iter().find(|date| date.year() != year) {
+        d.error(
+            Code::InvalidValue,
+            &path,
+            dates.pos,
+            format!("{date} is not in {year}, the year it is listed under"),
+        );
+        return None;
     }
+    Some(Entry {
+        first,
+        last,
+        name,
+        pos: dates.pos,
+        field: path,
+    })
+}
 
-    fn year(&mut self, year: i32, node: &Node, field: &str) -> Option<Year> {
-        let what = format!("year {year}");
-        let map = self.mapping(node, field, &what, YEAR_FIELDS)?;
-        let map_pos = pos(node);
-        let source = self
-            .required(map, map_pos, "source", field, &what)
-            .and_then(|n| self.source(n, &format!("{field}/source")));
-        let days_off = match self.required(map, map_pos, "days_off", field, &what) {
-            Some(n) => self.entries(n, year, &format!("{field}/days_off"), "`days_off`"),
-            None => Vec::new(),
-        };
-        let make_up = match optional(map, "make_up_workdays") {
-            Some(n) => self.entries(
-                n,
-                year,
-                &format!("{field}/make_up_workdays"),
-                "`make_up_workdays`",
-            ),
-            None => Vec::new(),
-        };
-        let days_off = self.days_off(&days_off);
-        let make_up_workdays = self.make_up_workdays(&make_up, &days_off);
-        Some(Year {
-            source: source?,
-            days_off: days_off
-                .into_iter()
-                .map(|(d, (name, _))| (d, name))
-                .collect(),
-            make_up_workdays,
-        })
-    }
-
-    fn source(&mut self, node: &Node, field: &str) -> Option<Source> {
-        let what = "`source`";
-        let map = self.mapping(node, field, what, SOURCE_FIELDS)?;
-        let map_pos = pos(node);
-        let notice = self
-            .required(map, map_pos, "notice", field, what)
-            .and_then(|n| self.text(n, &format!("{field}/notice")));
-        let date = self
-            .required(map, map_pos, "date", field, what)
-            .and_then(|n| self.date(n, &format!("{field}/date")));
-        let url = optional(map, "url")
-            .and_then(|n| self.text(n, &format!("{field}/url")))
-            .map(|(u, _)| u);
-        Some(Source {
-            notice: notice?.0,
-            date: date?,
-            url,
-        })
-    }
-
-    fn date(&mut self, node: &Node, field: &str) -> Option<NaiveDate> {
-        let (text, at) = self.text(node, field)?;
-        match parse_date(&text) {
-            Some(date) => Some(date),
-            None => {
-                self.report(
-                    at,
-                    field,
-                    format!("`{text}` is not a date: write it as YYYY-MM-DD"),
-                );
-                None
-            }
-        }
-    }
-
-    /// The entries of a `days_off` or `make_up_workdays` list, each checked
-    /// on its own; entries with a problem are left out.
-    fn entries(&mut self, node: &Node, year: i32, field: &str, what: &str) -> Vec<Entry> {
-        let mut entries = Vec::new();
-        for (i, item) in self.items(node, field, what).into_iter().enumerate() {
-            let field = format!("{field}/{i}");
-            if let Some(entry) = self.entry(item, year, field) {
-                entries.push(entry);
-            }
-        }
-        entries
-    }
-
-    fn entry(&mut self, node: &Node, year: i32, field: String) -> Option<Entry> {
-        let (dates, name, field) = if let Node::Mapping(_) = node {
-            let what = "a list entry";
-            let map = self.mapping(node, &field, what, ENTRY_FIELDS)?;
-            let name = optional(map, "name")
-                .and_then(|n| self.text(n, &format!("{field}/name")))
-                .map(|(n, _)| n);
-            let dates_field = format!("{field}/dates");
-            let dates = self
-                .required(map, pos(node), "dates", &field, what)
-                .and_then(|n| self.text(n, &dates_field))?;
-            (dates, name, dates_field)
-        } else {
-            (self.text(node, &field)?, None, field)
-        };
-        let (text, at) = dates;
-        let (first, last) = match parse_dates(&text) {
-            Ok(pair) => pair,
-            Err(message) => {
-                self.report(at, &field, message);
-                return None;
-            }
-        };
-        for date in [first, last] {
-            if date.year() != year {
-                self.report(
-                    at,
-                    &field,
-                    format!("{date} is not in {year}, the year it is listed under"),
-                );
-                return None;
-            }
-        }
-        Some(Entry {
-            first,
-            last,
-            name,
-            pos: at,
-            field,
-        })
-    }
-
-    /// Merges the day-off entries, reporting a day listed twice once per
-    /// entry. Each day keeps the line of the entry that listed it.
-    fn days_off(&mut self, entries: &[Entry]) -> BTreeMap<NaiveDate, (Option<String>, usize)> {
-        let mut off = BTreeMap::new();
-        for e in entries {
-            let mut reported = false;
-            for day in e.days() {
-                if let Some((_, line)) = off.get(&day) {
-                    if !reported {
-                        let message = format!(
-                            "{day} is already a day off (line {line}): list each day only once"
-                        );
-                        self.report(e.pos, &e.field, message);
-                        reported = true;
-                    }
-                    continue;
-                }
-                off.insert(day, (e.name.clone(), e.pos.line));
-            }
-        }
-        off
-    }
-
-    /// Checks the make-up workday entries against the weekends and the days
-    /// off, reporting at most one problem per entry.
-    fn make_up_workdays(
-        &mut self,
-        entries: &[Entry],
-        days_off: &BTreeMap<NaiveDate, (Option<String>, usize)>,
-    ) -> BTreeMap<NaiveDate, Option<String>> {
-        let mut lines: BTreeMap<NaiveDate, usize> = BTreeMap::new();
-        let mut make_up = BTreeMap::new();
-        for e in entries {
-            let problem = e.days().find_map(|day| {
-                if !matches!(day.weekday(), Weekday::Sat | Weekday::Sun) {
-                    Some(format!(
-                        "{day} is a {}: make-up workdays are Saturdays or Sundays (weekdays are working days anyway)",
-                        weekday_name(day.weekday())
-                    ))
-                } else if let Some((_, line)) = days_off.get(&day) {
-                    Some(format!(
-                        "{day} is also a day off (line {line}): a day cannot be both"
-                    ))
-                } else {
-                    lines.get(&day).map(|line| {
+/// Merges the day-off entries, reporting a day listed twice once per entry.
+/// Each day keeps the line of the entry that listed it.
+fn merge_days_off(
+    entries: &[Entry],
+    d: &mut Diagnostics,
+) -> BTreeMap<NaiveDate, (Option<String>, usize)> {
+    let mut off = BTreeMap::new();
+    for e in entries {
+        let mut reported = false;
+        for day in e.days() {
+            if let Some((_, line)) = off.get(&day) {
+                if !reported {
+                    d.error(
+                        Code::InvalidValue,
+                        &e.field,
+                        e.pos,
                         format!(
-                            "{day} is already a make-up workday (line {line}): list each day only once"
-                        )
-                    })
+                            "{day} is already a day off (line {line}): list each day only once"
+                        ),
+                    );
+                    reported = true;
                 }
-            });
-            if let Some(message) = problem {
-                self.report(e.pos, &e.field, message);
                 continue;
             }
-            for day in e.days() {
-                lines.insert(day, e.pos.line);
-                make_up.insert(day, e.name.clone());
-            }
+            off.insert(day, (e.name.clone(), e.pos.line));
         }
-        make_up
     }
+    off
+}
+
+/// Checks the make-up workday entries against the weekends and the days
+/// off, reporting at most one problem per entry.
+fn make_up_workdays(
+    entries: &[Entry],
+    days_off: &BTreeMap<NaiveDate, (Option<String>, usize)>,
+    d: &mut Diagnostics,
+) -> BTreeMap<NaiveDate, Option<String>> {
+    let mut lines: BTreeMap<NaiveDate, usize> = BTreeMap::new();
+    let mut make_up = BTreeMap::new();
+    for e in entries {
+        let problem = e.days().find_map(|day| {
+            if !matches!(day.weekday(), Weekday::Sat | Weekday::Sun) {
+                Some(format!(
+                    "{day} is a {}: make-up workdays are Saturdays or Sundays (weekdays are working days anyway)",
+                    weekday_name(day.weekday())
+                ))
+            } else if let Some((_, line)) = days_off.get(&day) {
+                Some(format!(
+                    "{day} is also a day off (line {line}): a day cannot be both"
+                ))
+            } else {
+                lines.get(&day).map(|line| {
+                    format!(
+                        "{day} is already a make-up workday (line {line}): list each day only once"
+                    )
+                })
+            }
+        });
+        if let Some(message) = problem {
+            d.error(Code::InvalidValue, &e.field, e.pos, message);
+            continue;
+        }
+        for day in e.days() {
+            lines.insert(day, e.pos.line);
+            make_up.insert(day, e.name.clone());
+        }
+    }
+    make_up
 }
 
 /// A date written strictly as `YYYY-MM-DD`.
@@ -652,7 +671,7 @@ mod tests {
             ),
         ));
         assert_eq!(line, 7);
-        assert_eq!(message, "`2025` is given twice (first on line 4)");
+        assert_eq!(message, "field `2025` is given twice (first on line 4)");
 
         let (line, _, _, message) = only(problems_in("test.yaml", "name: [test\n"));
         assert_eq!(line, 2);

@@ -14,13 +14,13 @@
 //! holidays would be silently wrong.
 //!
 //! - `file`: reading a calendar file, reporting every problem with its
-//!   line and column (generic YAML reading in `reader`).
+//!   line and column (through the YAML reader workflow files use,
+//!   `crate::definition::yaml`).
 //! - `arithmetic`: working days, calendar days with roll-forward, and the
 //!   instant a day ends, all pure functions of the calendar and a date.
 
 mod arithmetic;
 mod file;
-mod reader;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;

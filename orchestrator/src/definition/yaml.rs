@@ -31,8 +31,7 @@ pub fn parse(source: &str, kind: &str, d: &mut Diagnostics) -> Option<Node> {
             let (pos, message) = match &err {
                 E::TopLevelMustBeMapping(m) => (
                     marker_pos(m),
-                    "a workflow file must be a mapping of fields (`workflow:`, `steps:` …)"
-                        .to_owned(),
+                    format!("a {kind} must be a mapping of fields, one `name: value` per line"),
                 ),
                 E::DuplicateKey(inner) => (
                     scalar_pos(&inner.key),
@@ -378,6 +377,13 @@ mod tests {
             "{}",
             diags[0].message
         );
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_mapping_is_named_by_its_kind() {
+        let mut d = Diagnostics::default();
+        assert!(parse("- a\n", "calendar file", &mut d).is_none());
+        assert!(d.into_sorted()[0].message.starts_with("a calendar file must be a mapping"));
     }
 
     #[test]
