@@ -7,4 +7,7 @@
 
 pub mod calendar;
 pub mod definition;
+pub mod demo;
 pub mod engine;
+pub mod runtime;
+pub mod store;

@@ -9,6 +9,15 @@ mod cli;
 
 fn main() -> ExitCode {
     let args = cli::Args::parse();
+    // Logs go to stderr so command output stays clean; they carry ids,
+    // steps and outcomes, never personal data.
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("DOCKET_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .init();
     match cli::run(args) {
         Ok(code) => code,
         Err(err) => {

@@ -1,5 +1,7 @@
 //! `orchestrator validate`, `graph` and `schema`, run as an operator would.
 
+#![allow(clippy::expect_used, clippy::unwrap_used)] // a test that cannot set up must fail
+
 use docket_tests::{orchestrator, stderr, stdout};
 
 #[test]

@@ -1,5 +1,6 @@
-//! Running handlers on apalis workers: one attempt per task, the worker-side
-//! timeout, and the report of each outcome to the orchestrator.
+//! Running handlers: one attempt per job, the worker-side timeout, and the
+//! report of each outcome to the orchestrator; and the in-process queue of
+//! the embedded mode.
 //!
 //! The orchestrator owns retries and timeouts durably; a worker runs exactly
 //! one attempt per task and reports what happened. Its own timeout only
@@ -8,11 +9,8 @@
 
 use std::sync::Arc;
 
-use apalis::prelude::{
-    BoxDynError, Data, MemorySink, MemoryStorage, Task, WorkerBuilder, WorkerBuilderExt,
-};
 use futures_util::future::BoxFuture;
-use futures_util::{SinkExt, StreamExt};
+use tokio::sync::{Semaphore, mpsc};
 
 use crate::contract::{Job, Outcome};
 use crate::handlers::Handlers;
@@ -50,15 +48,10 @@ fn outcome_label(outcome: &Outcome) -> &str {
     }
 }
 
-async fn handle(job: Job, shared: Data<Shared>) -> Result<(), BoxDynError> {
-    execute(job, &shared).await;
-    Ok(())
-}
-
 /// The sending side of an in-process queue.
 #[derive(Debug, Clone)]
 pub struct MemoryQueue {
-    sink: MemorySink<Job>,
+    tx: mpsc::UnboundedSender<Job>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -66,45 +59,42 @@ pub struct MemoryQueue {
 pub struct QueueClosed;
 
 impl MemoryQueue {
-    pub async fn push(&mut self, job: Job) -> Result<(), QueueClosed> {
-        self.sink
-            .send(Task::new(job))
-            .await
-            .map_err(|_| QueueClosed)
+    pub fn push(&self, job: Job) -> Result<(), QueueClosed> {
+        self.tx.send(job).map_err(|_| QueueClosed)
     }
 }
 
-/// An in-process queue on apalis's in-memory backend: its contents are lost
-/// with the process, which the orchestrator's outbox makes good on restart.
-pub fn memory_queue() -> (MemoryQueue, MemoryStorage<Job>) {
-    let (tx, rx) = futures_channel::mpsc::unbounded::<Task<Job>>();
-    let sender = Box::new(tx.sink_map_err(apalis::prelude::MemoryStorageError::SendError))
-        as Box<
-            dyn futures_util::Sink<Task<Job>, Error = apalis::prelude::MemoryStorageError>
-                + Send
-                + Sync
-                + Unpin,
-        >;
-    let sink = MemorySink::new(Arc::new(futures_util::lock::Mutex::new(sender)));
-    let storage = MemoryStorage::new_with(sink.clone(), rx.boxed());
-    (MemoryQueue { sink }, storage)
+/// The receiving side of an in-process queue.
+#[derive(Debug)]
+pub struct MemoryReceiver {
+    rx: mpsc::UnboundedReceiver<Job>,
 }
 
-/// Runs a worker on an in-process queue until the queue is closed.
-pub async fn run_memory_worker(
-    name: &str,
-    storage: MemoryStorage<Job>,
-    concurrency: usize,
-    shared: Shared,
-) -> Result<(), BoxDynError> {
-    WorkerBuilder::new(name)
-        .backend(storage)
-        .concurrency(concurrency)
-        .data(shared)
-        .build(handle)
-        .run()
-        .await
-        .map_err(|e| Box::new(e) as BoxDynError)
+/// An in-process queue. Its contents are lost with the process, which the
+/// orchestrator's outbox makes good on restart.
+///
+/// This is a tokio channel rather than apalis's in-memory backend: with
+/// apalis-core 1.0.0's `MemoryStorage`, a worker fed one job at a time
+/// stopped picking jobs up (the 77th of 200 never ran; `stress` below).
+pub fn memory_queue() -> (MemoryQueue, MemoryReceiver) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    (MemoryQueue { tx }, MemoryReceiver { rx })
+}
+
+/// Runs jobs from an in-process queue, at most `concurrency` at once, until
+/// the queue is closed.
+pub async fn run_memory_worker(mut queue: MemoryReceiver, concurrency: usize, shared: Shared) {
+    let slots = Arc::new(Semaphore::new(concurrency.max(1)));
+    while let Some(job) = queue.rx.recv().await {
+        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
+            return;
+        };
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            execute(job, &shared).await;
+            drop(slot);
+        });
+    }
 }
 
 #[cfg(test)]
@@ -149,8 +139,8 @@ mod tests {
             ),
             reporter: Arc::new(Channel(tx)),
         };
-        let (mut queue, storage) = memory_queue();
-        let worker = tokio::spawn(run_memory_worker("test-worker", storage, 4, shared));
+        let (queue, receiver) = memory_queue();
+        let worker = tokio::spawn(run_memory_worker(receiver, 4, shared));
         let rules = json!({"documents": [], "always": [{"title": "Photo", "one_of": ["photo"]}], "by_category": {}, "through_agent": []});
         let mut check = job(
             "materials.check",
@@ -160,8 +150,8 @@ mod tests {
         let mut hang = job("identity.verify", json!({}));
         hang.attempt_id = "a/verify/1/1".into();
         hang.timeout = Duration::from_millis(50);
-        queue.push(hang).await.expect("push");
-        queue.push(check).await.expect("push");
+        queue.push(hang).expect("push");
+        queue.push(check).expect("push");
         let mut got = Vec::new();
         for _ in 0..2 {
             got.push(
@@ -179,6 +169,48 @@ mod tests {
         assert!(
             matches!(&got[1].1, Outcome::Failed { code, retryable: true, .. } if code == "timeout")
         );
+        worker.abort();
+    }
+}
+
+#[cfg(test)]
+mod stress {
+    //! Jobs arriving one at a time, as the dispatcher sends them.
+    use std::time::Duration;
+
+    use serde_json::json;
+    use tokio::sync::mpsc;
+
+    use super::*;
+    use crate::handlers::materials::MaterialsCheck;
+    use crate::handlers::tests::job;
+
+    #[derive(Debug)]
+    struct Channel(mpsc::UnboundedSender<(String, Outcome)>);
+
+    impl Reporter for Channel {
+        fn report(&self, attempt_id: String, outcome: Outcome) -> BoxFuture<'_, ()> {
+            let _ = self.0.send((attempt_id, outcome));
+            Box::pin(async {})
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn jobs_pushed_one_by_one_all_run() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let shared = Shared {
+            handlers: Arc::new(Handlers::new().with("materials.check", MaterialsCheck)),
+            reporter: Arc::new(Channel(tx)),
+        };
+        let (queue, receiver) = memory_queue();
+        let worker = tokio::spawn(run_memory_worker(receiver, 8, shared));
+        for i in 0..200 {
+            let mut j = job("materials.check", json!({}));
+            j.attempt_id = format!("a/{i}");
+            queue.push(j).expect("push");
+            let got = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await;
+            assert!(got.is_ok(), "job {i} never ran");
+        }
         worker.abort();
     }
 }

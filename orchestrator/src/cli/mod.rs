@@ -5,7 +5,12 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod cases;
+mod demo;
 mod graph;
+mod migrate;
+mod serve;
+mod store;
 mod validate;
 
 /// Docket: durable, file-defined workflows for public-service casework.
@@ -24,6 +29,16 @@ enum Command {
     Graph(graph::Graph),
     /// Print the JSON Schema of workflow files, for editors.
     Schema,
+    /// Run three residence-permit cases end to end on an embedded SQLite
+    /// file, with simulated applicants, police and services.
+    Demo(demo::Demo),
+    /// Apply the database migrations.
+    Migrate(migrate::Migrate),
+    /// Run the orchestrator: dispatch jobs, fire timers, apply completions.
+    Serve(serve::Serve),
+    /// Start, signal, inspect, cancel or retry cases.
+    #[command(flatten)]
+    Case(cases::CaseCommand),
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -34,7 +49,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             println!("{}", docket::definition::schema::json_schema());
             Ok(ExitCode::SUCCESS)
         }
+        Command::Demo(cmd) => runtime()?.block_on(cmd.run()),
+        Command::Migrate(cmd) => runtime()?.block_on(cmd.run()),
+        Command::Serve(cmd) => runtime()?.block_on(cmd.run()),
+        Command::Case(cmd) => runtime()?.block_on(cmd.run()),
     }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
 }
 
 /// The calendars available to workflows at `path`: those in the `calendars`

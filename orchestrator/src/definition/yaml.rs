@@ -383,7 +383,11 @@ mod tests {
     fn a_file_that_is_not_a_mapping_is_named_by_its_kind() {
         let mut d = Diagnostics::default();
         assert!(parse("- a\n", "calendar file", &mut d).is_none());
-        assert!(d.into_sorted()[0].message.starts_with("a calendar file must be a mapping"));
+        assert!(
+            d.into_sorted()[0]
+                .message
+                .starts_with("a calendar file must be a mapping")
+        );
     }
 
     #[test]

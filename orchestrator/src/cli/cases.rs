@@ -1,0 +1,283 @@
+//! Commands an operator runs against cases: start, signal, status,
+//! history, cancel, retry. Each applies its change directly to the
+//! database in one transaction; a running `orchestrator serve` dispatches
+//! the jobs it schedules.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use docket::calendar::{self, Calendar};
+use docket::engine::{Command, Data};
+use docket::runtime::Orchestrator;
+use docket::runtime::clock::{Clock, SystemClock, UuidGen};
+use docket::runtime::definitions::Registry;
+use docket::store::{Lock, Store, Updated};
+
+use super::store::{DatabaseArgs, with_store};
+
+/// Where the workflows are and how to reach the database and contacts.
+#[derive(Debug, Args)]
+pub struct Setup {
+    #[command(flatten)]
+    pub db: DatabaseArgs,
+    /// The folder of workflow files (with `calendars/`), deployed on start.
+    #[arg(long, env = "DOCKET_WORKFLOWS", default_value = "workflows")]
+    pub workflows: PathBuf,
+    /// A contact's address, `NAME=ADDRESS`; repeat for each contact.
+    #[arg(long = "contact", env = "DOCKET_CONTACTS", value_delimiter = ',')]
+    pub contacts: Vec<String>,
+}
+
+impl Setup {
+    pub fn contacts(&self) -> anyhow::Result<BTreeMap<String, String>> {
+        self.contacts
+            .iter()
+            .map(|c| match c.split_once('=') {
+                Some((name, address)) if !name.is_empty() && !address.is_empty() => {
+                    Ok((name.trim().to_owned(), address.trim().to_owned()))
+                }
+                _ => bail!("--contact takes NAME=ADDRESS, not `{c}`"),
+            })
+            .collect()
+    }
+
+    /// Migrates the store, deploys the workflow files and returns the
+    /// orchestrator.
+    pub async fn orchestrator<S: Store>(
+        &self,
+        store: Arc<S>,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Orchestrator<S>> {
+        store.migrate().await.context("migrating the database")?;
+        let calendars = load_calendars(&self.workflows)?;
+        let registry = Registry::new(&calendars);
+        registry
+            .deploy(&*store, &self.workflows, clock.now())
+            .await?;
+        Ok(Orchestrator {
+            store,
+            registry,
+            calendars,
+            contacts: self.contacts()?,
+            clock,
+            ids: Arc::new(UuidGen),
+        })
+    }
+}
+
+pub fn load_calendars(workflows: &Path) -> anyhow::Result<BTreeMap<String, Calendar>> {
+    Ok(calendar::load_dir(&workflows.join("calendars"))?
+        .into_iter()
+        .map(|c| (c.name().to_owned(), c))
+        .collect())
+}
+
+fn read_json(path: &Path) -> anyhow::Result<Data> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    match serde_json::from_str::<serde_json::Value>(&text) {
+        Ok(serde_json::Value::Object(map)) => Ok(map),
+        Ok(_) => bail!("{}: expected a JSON object of fields", path.display()),
+        Err(e) => bail!("{}:{}:{}: {e}", path.display(), e.line(), e.column()),
+    }
+}
+
+/// What every case command needs.
+#[derive(Debug, Args)]
+pub struct Common {
+    #[command(flatten)]
+    setup: Setup,
+    /// Who is acting, recorded in the history.
+    #[arg(long, env = "DOCKET_ACTOR", default_value = "operator:cli")]
+    actor: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CaseCommand {
+    /// Start a case of the newest deployed version of a workflow; prints its id.
+    Start {
+        workflow: String,
+        /// The case input, a JSON object.
+        #[arg(long)]
+        input: PathBuf,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Send an event to a case.
+    Signal {
+        case: String,
+        event: String,
+        /// The event's data, a JSON object.
+        #[arg(long)]
+        data: Option<PathBuf>,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Show a case's step, status, deadlines and timers.
+    Status {
+        case: String,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Show a case's history.
+    History {
+        case: String,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// End a case.
+    Cancel {
+        case: String,
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Run a failed step again with a fresh retry budget.
+    Retry {
+        case: String,
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+impl CaseCommand {
+    fn common(&self) -> &Common {
+        match self {
+            CaseCommand::Start { common, .. }
+            | CaseCommand::Signal { common, .. }
+            | CaseCommand::Status { common, .. }
+            | CaseCommand::History { common, .. }
+            | CaseCommand::Cancel { common, .. }
+            | CaseCommand::Retry { common, .. } => common,
+        }
+    }
+
+    pub async fn run(self) -> anyhow::Result<ExitCode> {
+        let backend = self.common().setup.db.open().await?;
+        with_store!(backend, store => self.run_on(store).await)
+    }
+
+    async fn run_on<S: Store>(&self, store: Arc<S>) -> anyhow::Result<ExitCode> {
+        let common = self.common();
+        let orch = common
+            .setup
+            .orchestrator(store, Arc::new(SystemClock))
+            .await?;
+        let actor = common.actor.as_str();
+        let applied = match self {
+            CaseCommand::Start {
+                workflow, input, ..
+            } => {
+                let state = orch.start(workflow, read_json(input)?, actor).await?;
+                println!("{}", state.id);
+                return Ok(ExitCode::SUCCESS);
+            }
+            CaseCommand::Signal {
+                case, event, data, ..
+            } => {
+                let data = data
+                    .as_deref()
+                    .map(read_json)
+                    .transpose()?
+                    .unwrap_or_default();
+                orch.signal(case, event, data, actor).await?
+            }
+            CaseCommand::Cancel { case, reason, .. } => {
+                let command = Command::Cancel {
+                    reason: reason.clone(),
+                };
+                orch.apply(case, command, actor, Lock::Wait).await?
+            }
+            CaseCommand::Retry { case, reason, .. } => {
+                let command = Command::RetryStep {
+                    reason: reason.clone(),
+                };
+                orch.apply(case, command, actor, Lock::Wait).await?
+            }
+            CaseCommand::Status { case, json, .. } => return status(&orch, case, *json).await,
+            CaseCommand::History { case, json, .. } => return history(&orch, case, *json).await,
+        };
+        if let Updated::Written(decision) = applied {
+            println!(
+                "{}: {} at step {}",
+                decision.state.id,
+                decision.state.status.label(),
+                decision.state.step
+            );
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+async fn status<S: Store>(
+    orch: &Orchestrator<S>,
+    case: &str,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let Some(record) = orch.store.case(case).await? else {
+        bail!("no case `{case}`");
+    };
+    let s = &record.state;
+    if json {
+        let value = serde_json::json!({
+            "id": s.id,
+            "workflow": s.workflow,
+            "version": s.version,
+            "status": s.status,
+            "step": s.step,
+            "phase": s.phase,
+            "deadlines": s.deadlines,
+            "timers": s.timers.values().collect::<Vec<_>>(),
+            "started_at": s.started_at,
+            "updated_at": s.updated_at,
+        });
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("case      {}", s.id);
+    println!("workflow  {} v{}", s.workflow, s.version);
+    println!("status    {}", s.status.label());
+    println!("step      {} ({:?})", s.step, s.phase);
+    for (name, d) in &s.deadlines {
+        let due = d
+            .due
+            .map_or_else(|| "not counted".to_owned(), |d| d.to_rfc3339());
+        println!("deadline  {name}: due {due}, {:?}", d.status);
+    }
+    for t in s.timers.values() {
+        println!("timer     {} at {}", t.id, t.due.to_rfc3339());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn history<S: Store>(
+    orch: &Orchestrator<S>,
+    case: &str,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let Some(record) = orch.store.case(case).await? else {
+        bail!("no case `{case}`");
+    };
+    let events = orch.store.history(case).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&events)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let workflow = orch
+        .registry
+        .get(&*orch.store, record.definition_id)
+        .await?;
+    docket::demo::timeline::write(&mut std::io::stdout().lock(), &workflow, &events)?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,190 @@
+//! The thin async shell around the engine: it loads a case, asks the engine
+//! what changes, and has the store write the decision in one transaction.
+//! The loops that move work — dispatching jobs, firing timers, applying
+//! completions — live in [`service`].
+//!
+//! - [`clock`]: injected time and identifiers.
+//! - [`definitions`]: deploying workflow files and loading them by id.
+//! - [`dispatcher`]: moving jobs from the outbox onto the transport.
+//! - [`embedded`]: in-process workers on an in-memory queue.
+//! - [`fault`]: fault injection for the reliability tests.
+//! - [`service`]: the long-running loops and their shutdown.
+
+pub mod clock;
+pub mod definitions;
+pub mod dispatcher;
+pub mod embedded;
+pub mod fault;
+pub mod service;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use docket_workers::contract::Outcome;
+
+use crate::calendar::Calendar;
+use crate::engine::{self, CaseState, Command, Context, Data};
+use crate::store::{CaseRecord, Lock, Store, StoreError, Updated};
+use clock::{Clock, IdGen};
+use definitions::{DefinitionError, Registry};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("no workflow `{0}` is deployed")]
+    UnknownWorkflow(String),
+    #[error("no case `{0}`")]
+    UnknownCase(String),
+    #[error("`{0}` is not an attempt id")]
+    BadAttemptId(String),
+    #[error(transparent)]
+    Rejected(#[from] engine::Rejection),
+    #[error(transparent)]
+    Definition(#[from] DefinitionError),
+    #[error(transparent)]
+    Store(StoreError),
+    #[error(transparent)]
+    Transport(#[from] dispatcher::TransportError),
+}
+
+impl From<StoreError> for RuntimeError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Rejected(r) => RuntimeError::Rejected(r),
+            StoreError::UnknownCase(id) => RuntimeError::UnknownCase(id),
+            other => RuntimeError::Store(other),
+        }
+    }
+}
+
+/// Who did something, as recorded in the history.
+pub mod actor {
+    pub const TIMER: &str = "system:timer";
+    pub const WORKER: &str = "system:worker";
+}
+
+/// Everything a decision needs besides the case, shared by all loops.
+#[derive(Debug)]
+pub struct Orchestrator<S> {
+    pub store: Arc<S>,
+    pub registry: Registry,
+    pub calendars: BTreeMap<String, Calendar>,
+    pub contacts: BTreeMap<String, String>,
+    pub clock: Arc<dyn Clock>,
+    pub ids: Arc<dyn IdGen>,
+}
+
+impl<S: Store> Orchestrator<S> {
+    /// Starts a case of the newest deployed version of `workflow`.
+    pub async fn start(
+        &self,
+        workflow: &str,
+        input: Data,
+        actor: &str,
+    ) -> Result<CaseState, RuntimeError> {
+        let record = self
+            .store
+            .latest_definition(workflow)
+            .await?
+            .ok_or_else(|| RuntimeError::UnknownWorkflow(workflow.to_owned()))?;
+        let definition = self.registry.get(&*self.store, record.id).await?;
+        let now = self.clock.now();
+        let ctx = Context {
+            workflow: &definition,
+            calendars: &self.calendars,
+            contacts: &self.contacts,
+            now,
+        };
+        let decision = engine::start(ctx, &self.ids.case_id(), input)?;
+        self.store
+            .insert_case(record.id, &decision, actor, now)
+            .await?;
+        Ok(decision.state)
+    }
+
+    /// Applies a command to a case under its row lock.
+    pub async fn apply(
+        &self,
+        case_id: &str,
+        command: Command,
+        actor: &str,
+        lock: Lock,
+    ) -> Result<Updated, RuntimeError> {
+        let definition_id = self
+            .store
+            .case(case_id)
+            .await?
+            .ok_or_else(|| RuntimeError::UnknownCase(case_id.to_owned()))?
+            .definition_id;
+        let definition = self.registry.get(&*self.store, definition_id).await?;
+        let now = self.clock.now();
+        let decide = |record: &CaseRecord| {
+            let ctx = Context {
+                workflow: &definition,
+                calendars: &self.calendars,
+                contacts: &self.contacts,
+                now,
+            };
+            engine::decide(ctx, &record.state, command)
+        };
+        Ok(self
+            .store
+            .update_case(case_id, lock, actor, now, decide)
+            .await?)
+    }
+
+    pub async fn signal(
+        &self,
+        case_id: &str,
+        event: &str,
+        data: Data,
+        actor: &str,
+    ) -> Result<Updated, RuntimeError> {
+        let command = Command::Signal {
+            event: event.to_owned(),
+            data,
+        };
+        self.apply(case_id, command, actor, Lock::Wait).await
+    }
+
+    /// Applies a worker's report. The case is named by the attempt id.
+    pub async fn complete(
+        &self,
+        attempt_id: &str,
+        outcome: Outcome,
+    ) -> Result<Updated, RuntimeError> {
+        let case_id = attempt_id
+            .split_once('/')
+            .map(|(case, _)| case)
+            .filter(|c| !c.is_empty())
+            .ok_or_else(|| RuntimeError::BadAttemptId(attempt_id.to_owned()))?;
+        let command = Command::Complete {
+            attempt_id: attempt_id.to_owned(),
+            outcome,
+        };
+        self.apply(case_id, command, actor::WORKER, Lock::Wait)
+            .await
+    }
+
+    /// Fires the timers that are due; returns how many changed a case.
+    /// A case another orchestrator is working on is skipped this round.
+    pub async fn fire_due_timers(&self, limit: u32) -> Result<usize, RuntimeError> {
+        let due = self.store.due_timers(self.clock.now(), limit).await?;
+        let mut fired = 0;
+        for timer in due {
+            let command = Command::FireTimer { timer_id: timer.id };
+            match self
+                .apply(&timer.case_id, command, actor::TIMER, Lock::SkipLocked)
+                .await
+            {
+                Ok(Updated::Written(_)) => fired += 1,
+                Ok(Updated::Unchanged | Updated::Busy) => {}
+                // A timer of a case that no longer loads must not stop
+                // the others from firing.
+                Err(e) => {
+                    tracing::error!(case = %timer.case_id, error = %e, "timer could not fire")
+                }
+            }
+        }
+        Ok(fired)
+    }
+}

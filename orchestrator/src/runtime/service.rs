@@ -1,0 +1,145 @@
+//! The long-running loops of an orchestrator process: applying worker
+//! completions, dispatching jobs and firing timers, until shutdown.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use docket_workers::contract::Outcome;
+use docket_workers::pool::Reporter;
+use futures_util::future::BoxFuture;
+use tokio::sync::{mpsc, watch};
+
+use super::dispatcher::{Transport, dispatch_once};
+use super::{Orchestrator, RuntimeError};
+use crate::store::Store;
+
+/// A worker's report on its way to the orchestrator.
+pub type Completion = (String, Outcome);
+
+/// Tuning of the loops.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    /// How often the outbox and the timers are checked when nothing wakes
+    /// the loop earlier.
+    pub poll: Duration,
+    /// Jobs each queue may have on the transport at once.
+    pub window: u64,
+    /// Timers fired per round.
+    pub timer_batch: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            poll: Duration::from_millis(200),
+            window: 200,
+            timer_batch: 500,
+        }
+    }
+}
+
+/// Sends in-process workers' reports to the orchestrator's loop.
+#[derive(Debug, Clone)]
+pub struct ChannelReporter(pub mpsc::UnboundedSender<Completion>);
+
+impl Reporter for ChannelReporter {
+    fn report(&self, attempt_id: String, outcome: Outcome) -> BoxFuture<'_, ()> {
+        // The receiver is gone only during shutdown; the attempt's timer
+        // covers a report lost then.
+        let _ = self.0.send((attempt_id, outcome));
+        Box::pin(async {})
+    }
+}
+
+/// What one round of the loops did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Round {
+    pub completions: usize,
+    pub dispatched: usize,
+    pub timers: usize,
+}
+
+impl Round {
+    pub fn is_idle(&self) -> bool {
+        *self == Round::default()
+    }
+}
+
+/// One round: apply the reports that arrived, dispatch waiting jobs, fire
+/// due timers.
+pub async fn round<S: Store>(
+    orch: &Orchestrator<S>,
+    transport: &dyn Transport,
+    completions: &mut mpsc::UnboundedReceiver<Completion>,
+    settings: Settings,
+) -> Result<Round, RuntimeError> {
+    let mut done = Round::default();
+    while let Ok((attempt_id, outcome)) = completions.try_recv() {
+        apply_completion(orch, &attempt_id, outcome).await?;
+        done.completions += 1;
+    }
+    let now = orch.clock.now();
+    done.dispatched = dispatch_once(&*orch.store, transport, settings.window, now)
+        .await
+        .map_err(|e| match e {
+            super::dispatcher::DispatchError::Store(s) => RuntimeError::from(s),
+            super::dispatcher::DispatchError::Transport(t) => RuntimeError::Transport(t),
+        })?;
+    done.timers = orch.fire_due_timers(settings.timer_batch).await?;
+    Ok(done)
+}
+
+async fn apply_completion<S: Store>(
+    orch: &Orchestrator<S>,
+    attempt_id: &str,
+    outcome: Outcome,
+) -> Result<(), RuntimeError> {
+    match orch.complete(attempt_id, outcome).await {
+        Ok(_) => Ok(()),
+        // A report for a case or attempt we cannot place is logged and
+        // dropped: it must not stop the loop for every other case.
+        Err(
+            e @ (RuntimeError::UnknownCase(_)
+            | RuntimeError::BadAttemptId(_)
+            | RuntimeError::Rejected(_)),
+        ) => {
+            tracing::warn!(attempt = %attempt_id, error = %e, "completion dropped");
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Runs the loops until `shutdown` turns true. A failing round (the
+/// database away for a moment) is logged and retried after `poll`.
+pub async fn run<S: Store>(
+    orch: Arc<Orchestrator<S>>,
+    transport: Arc<dyn Transport>,
+    mut completions: mpsc::UnboundedReceiver<Completion>,
+    mut shutdown: watch::Receiver<bool>,
+    settings: Settings,
+) {
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        let idle = match round(&orch, &*transport, &mut completions, settings).await {
+            Ok(done) => done.is_idle(),
+            Err(e) => {
+                tracing::error!(error = %e, "orchestrator round failed; retrying");
+                true
+            }
+        };
+        if idle {
+            tokio::select! {
+                _ = shutdown.changed() => {}
+                _ = tokio::time::sleep(settings.poll) => {}
+                Some((attempt_id, outcome)) = completions.recv() => {
+                    if let Err(e) = apply_completion(&orch, &attempt_id, outcome).await {
+                        tracing::error!(attempt = %attempt_id, error = %e, "completion could not be applied now; its attempt timer will retry it");
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,1166 @@
+//! One suite every [`Store`] must pass, written once as generic async
+//! functions and run by the thin runners at the bottom on SQLite (in
+//! memory) and on PostgreSQL (a fresh database per test, from
+//! `#[sqlx::test]`, which reads `DATABASE_URL`).
+//!
+//! The decisions written are the real engine's, on the residence-permit
+//! workflow, so the store is tested with what it will be given.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::Path;
+use std::sync::OnceLock;
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use docket_workers::contract::Outcome;
+use serde_json::json;
+
+use super::postgres::PgStore;
+use super::sqlite::SqliteStore;
+use super::{CaseFilter, DefinitionRecord, Lock, Store, StoreError, Updated};
+use crate::calendar::{self, Calendar};
+use crate::definition::{self, Environment, Workflow};
+use crate::engine::{self, Command, Context, Data, Decision, Effect, Job, Rejection};
+
+// --- fixtures ------------------------------------------------------------
+
+fn fixtures() -> &'static (Workflow, BTreeMap<String, Calendar>) {
+    static FIXTURES: OnceLock<(Workflow, BTreeMap<String, Calendar>)> = OnceLock::new();
+    FIXTURES.get_or_init(|| {
+        let repo = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
+        let calendars: BTreeMap<String, Calendar> =
+            calendar::load_dir(&repo.join("workflows/calendars"))
+                .expect("calendars")
+                .into_iter()
+                .map(|c| (c.name().to_owned(), c))
+                .collect();
+        let env = Environment::new(calendars.keys().cloned());
+        let file = definition::load_file(&repo.join("workflows/residence-permit.yaml"), &env)
+            .expect("read the workflow");
+        (file.loaded.workflow.expect("a valid workflow"), calendars)
+    })
+}
+
+fn ctx(now: DateTime<Utc>) -> Context<'static> {
+    static CONTACTS: OnceLock<BTreeMap<String, String>> = OnceLock::new();
+    let (workflow, calendars) = fixtures();
+    Context {
+        workflow,
+        calendars,
+        contacts: CONTACTS.get_or_init(|| {
+            [
+                ("station", "station@example.test"),
+                ("supervisor", "supervisor@example.test"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect()
+        }),
+        now,
+    }
+}
+
+/// 2026-03-02 09:00 in Shanghai, a Monday.
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 3, 2, 1, 0, 0)
+        .single()
+        .expect("a valid time")
+}
+
+/// Far enough ahead that every timer is due.
+fn far() -> DateTime<Utc> {
+    t0() + Duration::days(3650)
+}
+
+fn input(through_agent: bool) -> Data {
+    let mut input = json!({
+        "applicant_name": "张三",
+        "id_number": "11010519491231002X",
+        "phone": "13800000000",
+        "wechat_openid": "o-applicant",
+        "category": "employment",
+        "through_agent": through_agent,
+    });
+    if through_agent {
+        input["agent_name"] = json!("李四");
+        input["agent_id_number"] = json!("440524188001010014");
+    }
+    input.as_object().cloned().unwrap_or_default()
+}
+
+/// Writing rows by hand, as a bug or an operator at a console would: what
+/// the suite needs besides the trait.
+pub(crate) trait Tamper: Store + Clone {
+    /// Runs `sql` with `$1` bound to `case_id`; returns the rows affected.
+    fn tamper(
+        &self,
+        sql: &'static str,
+        case_id: &str,
+    ) -> impl Future<Output = Result<u64, sqlx::Error>> + Send;
+}
+
+impl Tamper for SqliteStore {
+    async fn tamper(&self, sql: &'static str, case_id: &str) -> Result<u64, sqlx::Error> {
+        let done = sqlx::query(sql).bind(case_id).execute(self.pool()).await?;
+        Ok(done.rows_affected())
+    }
+}
+
+impl Tamper for PgStore {
+    async fn tamper(&self, sql: &'static str, case_id: &str) -> Result<u64, sqlx::Error> {
+        let done = sqlx::query(sql).bind(case_id).execute(self.pool()).await?;
+        Ok(done.rows_affected())
+    }
+}
+
+async fn deployed<S: Store>(store: &S) -> DefinitionRecord {
+    store
+        .deploy("residence-permit", 1, "hash-1", "source v1", t0())
+        .await
+        .expect("deploy")
+}
+
+/// Starts a case with the engine and stores its first decision.
+async fn started<S: Store>(
+    store: &S,
+    case_id: &str,
+    through_agent: bool,
+    now: DateTime<Utc>,
+) -> Decision {
+    let definition = deployed(store).await;
+    let decision = engine::start(ctx(now), case_id, input(through_agent)).expect("start");
+    store
+        .insert_case(definition.id, &decision, "test:operator", now)
+        .await
+        .expect("insert the case");
+    decision
+}
+
+/// Applies `command` with the engine under the case's lock.
+async fn apply<S: Store>(
+    store: &S,
+    case_id: &str,
+    command: Command,
+    now: DateTime<Utc>,
+) -> Result<Updated, StoreError> {
+    store
+        .update_case(case_id, Lock::Wait, "test:actor", now, |record| {
+            engine::decide(ctx(now), &record.state, command)
+        })
+        .await
+}
+
+fn complete(attempt_id: &str, outcome: &str) -> Command {
+    Command::Complete {
+        attempt_id: attempt_id.to_owned(),
+        outcome: Outcome::succeeded(outcome),
+    }
+}
+
+/// The one job a decision enqueues.
+fn job(decision: &Decision) -> &Job {
+    let jobs: Vec<&Job> = decision
+        .effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Enqueue(job) => Some(job),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(jobs.len(), 1, "{:?}", decision.effects);
+    jobs[0]
+}
+
+fn written(updated: Updated) -> Decision {
+    match updated {
+        Updated::Written(decision) => decision,
+        other => panic!("expected a written decision, got {other:?}"),
+    }
+}
+
+async fn kinds<S: Store>(store: &S, case_id: &str) -> Vec<&'static str> {
+    store
+        .history(case_id)
+        .await
+        .expect("history")
+        .iter()
+        .map(|r| r.event.kind())
+        .collect()
+}
+
+async fn state<S: Store>(store: &S, case_id: &str) -> engine::CaseState {
+    store
+        .case(case_id)
+        .await
+        .expect("read")
+        .expect("a case")
+        .state
+}
+
+/// The case's rows in `timers`, as (id, due), sorted.
+async fn timer_rows<S: Store>(store: &S, case_id: &str) -> Vec<(String, DateTime<Utc>)> {
+    let mut rows: Vec<_> = store
+        .due_timers(far(), 10_000)
+        .await
+        .expect("timers")
+        .into_iter()
+        .filter(|t| t.case_id == case_id)
+        .map(|t| (t.id, t.due))
+        .collect();
+    rows.sort();
+    rows
+}
+
+async fn assert_timers_follow_state<S: Store>(store: &S, case_id: &str) {
+    let expected: Vec<_> = state(store, case_id)
+        .await
+        .timers
+        .values()
+        .map(|t| (t.id.clone(), t.due))
+        .collect();
+    assert_eq!(
+        timer_rows(store, case_id).await,
+        expected,
+        "timers of {case_id}"
+    );
+}
+
+// --- the suite -------------------------------------------------------------
+
+pub(crate) async fn migrations_run_twice_harmlessly<S: Tamper>(store: &S) {
+    store.migrate().await.expect("the second run");
+    store.migrate().await.expect("the third run");
+    started(store, "case-m", false, t0()).await;
+    assert_eq!(kinds(store, "case-m").await.first(), Some(&"case_started"));
+}
+
+pub(crate) async fn deploy_is_idempotent_by_hash<S: Tamper>(store: &S) {
+    assert_eq!(
+        store
+            .latest_definition("residence-permit")
+            .await
+            .expect("read"),
+        None
+    );
+    let first = deployed(store).await;
+    assert_eq!((first.version, first.hash.as_str()), (1, "hash-1"));
+    assert_eq!(first.deployed_at, t0());
+
+    let again = store
+        .deploy(
+            "residence-permit",
+            1,
+            "hash-1",
+            "source v1",
+            t0() + Duration::hours(1),
+        )
+        .await
+        .expect("the same content again");
+    assert_eq!(
+        again, first,
+        "the existing record, first deployment time kept"
+    );
+
+    let conflict = store
+        .deploy("residence-permit", 1, "hash-other", "source v1'", t0())
+        .await;
+    assert!(
+        matches!(&conflict, Err(StoreError::VersionConflict { name, version: 1 }) if name == "residence-permit"),
+        "{conflict:?}"
+    );
+
+    let second = store
+        .deploy("residence-permit", 2, "hash-2", "source v2", t0())
+        .await
+        .expect("version 2");
+    assert_ne!(second.id, first.id);
+    store
+        .deploy("other", 7, "hash-o", "other", t0())
+        .await
+        .expect("another workflow");
+
+    let latest = store
+        .latest_definition("residence-permit")
+        .await
+        .expect("read");
+    assert_eq!(latest.as_ref(), Some(&second));
+    assert_eq!(store.definition(first.id).await.expect("read"), Some(first));
+    assert_eq!(store.definition(-1).await.expect("read"), None);
+    assert_eq!(
+        store.latest_definition("nothing").await.expect("read"),
+        None
+    );
+}
+
+pub(crate) async fn insert_case_writes_history_jobs_and_timers<S: Tamper>(store: &S) {
+    let decision = started(store, "case-1", true, t0()).await;
+    let definition = deployed(store).await;
+
+    let record = store.case("case-1").await.expect("read").expect("the case");
+    assert_eq!(record.definition_id, definition.id);
+    assert_eq!(record.state, decision.state);
+
+    let history = store.history("case-1").await.expect("history");
+    let seqs: Vec<i64> = history.iter().map(|r| r.seq).collect();
+    assert_eq!(
+        seqs,
+        (1..=decision.history.len() as i64).collect::<Vec<_>>()
+    );
+    let events: Vec<_> = history.iter().map(|r| r.event.clone()).collect();
+    assert_eq!(events, decision.history);
+    assert!(
+        history
+            .iter()
+            .all(|r| r.actor == "test:operator" && r.at == t0() && r.case_id == "case-1")
+    );
+
+    let job = job(&decision);
+    let waiting = store.waiting_jobs(None, 10).await.expect("waiting");
+    assert_eq!(waiting.len(), 1);
+    assert_eq!(&waiting[0].job, job);
+    assert_eq!(waiting[0].created_at, t0());
+    assert_eq!(
+        store
+            .waiting_jobs(Some(&job.queue), 10)
+            .await
+            .expect("waiting")
+            .len(),
+        1
+    );
+    assert!(
+        store
+            .waiting_jobs(Some("notify"), 10)
+            .await
+            .expect("waiting")
+            .is_empty()
+    );
+
+    assert_eq!(decision.state.timers.len(), 1, "the attempt's timeout");
+    assert_timers_follow_state(store, "case-1").await;
+
+    let listed = store.cases(&CaseFilter::default()).await.expect("list");
+    assert_eq!(listed.len(), 1);
+    let summary = &listed[0];
+    assert_eq!(
+        (
+            summary.id.as_str(),
+            summary.workflow.as_str(),
+            summary.version
+        ),
+        ("case-1", "residence-permit", 1)
+    );
+    assert_eq!(
+        (
+            summary.status.as_str(),
+            summary.outcome.as_deref(),
+            summary.step.as_str()
+        ),
+        ("active", None, "verify_identity")
+    );
+    assert_eq!((summary.created_at, summary.updated_at), (t0(), t0()));
+
+    let again = store
+        .insert_case(definition.id, &decision, "test:operator", t0())
+        .await;
+    assert!(matches!(again, Err(StoreError::Database(_))), "{again:?}");
+}
+
+pub(crate) async fn a_completion_continues_the_history_and_enqueues_the_next_job<S: Tamper>(
+    store: &S,
+) {
+    let first = started(store, "case-1", true, t0()).await;
+    let first_job = job(&first).clone();
+    let waiting = store.waiting_jobs(None, 10).await.expect("waiting");
+    store
+        .mark_dispatched(waiting[0].id, t0())
+        .await
+        .expect("dispatch");
+    assert_eq!(
+        store
+            .dispatched_unfinished(&first_job.queue)
+            .await
+            .expect("count"),
+        1
+    );
+
+    let now = t0() + Duration::minutes(1);
+    let decision = written(
+        apply(
+            store,
+            "case-1",
+            complete(&first_job.attempt_id, "verified"),
+            now,
+        )
+        .await
+        .expect("complete"),
+    );
+    let next_job = job(&decision).clone();
+    assert_eq!(next_job.step, "verify_agent");
+
+    let history = store.history("case-1").await.expect("history");
+    let seqs: Vec<i64> = history.iter().map(|r| r.seq).collect();
+    let total = (first.history.len() + decision.history.len()) as i64;
+    assert_eq!(seqs, (1..=total).collect::<Vec<_>>(), "numbering continues");
+    let appended = &history[first.history.len()..];
+    assert!(
+        appended
+            .iter()
+            .all(|r| r.actor == "test:actor" && r.at == now)
+    );
+    assert_eq!(appended[0].event.kind(), "attempt_succeeded");
+    assert_eq!(
+        appended.last().map(|r| r.event.kind()),
+        Some("attempt_scheduled")
+    );
+
+    assert_eq!(state(store, "case-1").await, decision.state);
+    assert_eq!(
+        store
+            .dispatched_unfinished(&first_job.queue)
+            .await
+            .expect("count"),
+        0,
+        "the first attempt is finished"
+    );
+    assert_eq!(store.requeue_unfinished().await.expect("requeue"), 0);
+    let waiting = store.waiting_jobs(None, 10).await.expect("waiting");
+    let waiting: Vec<&Job> = waiting.iter().map(|r| &r.job).collect();
+    assert_eq!(waiting, [&next_job]);
+    assert_timers_follow_state(store, "case-1").await;
+}
+
+pub(crate) async fn a_rejected_command_writes_nothing<S: Tamper>(store: &S) {
+    started(store, "case-1", false, t0()).await;
+    let before = (
+        store.history("case-1").await.expect("history"),
+        state(store, "case-1").await,
+    );
+    let signal = Command::Signal {
+        event: "address_bound".into(),
+        data: json!({"address": "x"})
+            .as_object()
+            .cloned()
+            .unwrap_or_default(),
+    };
+    let refused = apply(store, "case-1", signal, t0() + Duration::minutes(1)).await;
+    assert!(
+        matches!(
+            refused,
+            Err(StoreError::Rejected(Rejection::NotWaitingFor { .. }))
+        ),
+        "{refused:?}"
+    );
+    let after = (
+        store.history("case-1").await.expect("history"),
+        state(store, "case-1").await,
+    );
+    assert_eq!(after, before);
+    assert_eq!(
+        store.waiting_jobs(None, 10).await.expect("waiting").len(),
+        1
+    );
+
+    let unknown = apply(
+        store,
+        "no-such-case",
+        Command::Cancel { reason: "x".into() },
+        t0(),
+    )
+    .await;
+    assert!(
+        matches!(&unknown, Err(StoreError::UnknownCase(id)) if id == "no-such-case"),
+        "{unknown:?}"
+    );
+}
+
+pub(crate) async fn a_noop_decision_writes_nothing<S: Tamper>(store: &S) {
+    started(store, "case-1", false, t0()).await;
+    let before = (
+        store.history("case-1").await.expect("history"),
+        state(store, "case-1").await,
+    );
+    let fire = Command::FireTimer {
+        timer_id: "case-1:not-a-timer".into(),
+    };
+    let updated = apply(store, "case-1", fire, t0() + Duration::minutes(1))
+        .await
+        .expect("fire");
+    assert_eq!(updated, Updated::Unchanged);
+    let after = (
+        store.history("case-1").await.expect("history"),
+        state(store, "case-1").await,
+    );
+    assert_eq!(after, before);
+    assert_timers_follow_state(store, "case-1").await;
+
+    // Without history or effects a decision may still change the state — a
+    // stale timer that fired is gone from it — and that is written.
+    let updated = store
+        .update_case("case-1", Lock::Wait, "test:actor", t0(), |record| {
+            let mut state = record.state.clone();
+            state.timers.clear();
+            Ok(Decision {
+                state,
+                history: Vec::new(),
+                effects: Vec::new(),
+            })
+        })
+        .await
+        .expect("update");
+    assert!(matches!(updated, Updated::Written(_)), "{updated:?}");
+    assert!(state(store, "case-1").await.timers.is_empty());
+    assert!(timer_rows(store, "case-1").await.is_empty());
+    assert_eq!(store.history("case-1").await.expect("history"), before.0);
+}
+
+pub(crate) async fn a_duplicate_completion_is_recorded_once<S: Tamper>(store: &S) {
+    let first = started(store, "case-1", true, t0()).await;
+    let attempt_id = job(&first).attempt_id.clone();
+    let now = t0() + Duration::minutes(1);
+    written(
+        apply(store, "case-1", complete(&attempt_id, "verified"), now)
+            .await
+            .expect("complete"),
+    );
+    let jobs_before = store.waiting_jobs(None, 10).await.expect("waiting");
+
+    let duplicate = written(
+        apply(store, "case-1", complete(&attempt_id, "verified"), now)
+            .await
+            .expect("duplicate"),
+    );
+    assert!(duplicate.effects.is_empty(), "{:?}", duplicate.effects);
+    let kinds = kinds(store, "case-1").await;
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "attempt_succeeded").count(),
+        1
+    );
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "completion_ignored").count(),
+        1
+    );
+    assert_eq!(kinds.last(), Some(&"completion_ignored"));
+    assert_eq!(
+        store.waiting_jobs(None, 10).await.expect("waiting"),
+        jobs_before
+    );
+    assert!(
+        jobs_before.iter().all(|r| r.job.attempt_id != attempt_id),
+        "not enqueued again"
+    );
+}
+
+pub(crate) async fn the_timers_table_follows_the_state<S: Tamper>(store: &S) {
+    let first = started(store, "case-1", false, t0()).await;
+    assert_timers_follow_state(store, "case-1").await;
+
+    // The completion cancels the attempt's timeout and the wait sets its own.
+    let now = t0() + Duration::minutes(1);
+    let attempt_id = job(&first).attempt_id.clone();
+    written(
+        apply(store, "case-1", complete(&attempt_id, "verified"), now)
+            .await
+            .expect("complete"),
+    );
+    let waiting = state(store, "case-1").await;
+    assert_eq!(waiting.step, "await_address");
+    assert_eq!(waiting.timers.len(), 1, "{:?}", waiting.timers);
+    assert_timers_follow_state(store, "case-1").await;
+
+    // Firing the wait's timeout removes it from the state without a
+    // CancelTimer effect; the table follows.
+    let wait_timeout = waiting.timers.values().next().expect("a timer").clone();
+    let due = store.due_timers(wait_timeout.due, 10).await.expect("due");
+    assert_eq!(due.len(), 1);
+    assert_eq!(
+        (due[0].id.as_str(), due[0].case_id.as_str()),
+        (wait_timeout.id.as_str(), "case-1")
+    );
+    let fired = written(
+        apply(
+            store,
+            "case-1",
+            Command::FireTimer {
+                timer_id: due[0].id.clone(),
+            },
+            wait_timeout.due,
+        )
+        .await
+        .expect("fire"),
+    );
+    assert!(fired.history.iter().any(|e| e.kind() == "wait_timed_out"));
+    assert_timers_follow_state(store, "case-1").await;
+    let summary = store.cases(&CaseFilter::default()).await.expect("list");
+    assert_eq!(
+        (summary[0].status.as_str(), summary[0].outcome.as_deref()),
+        ("completed", Some("abandoned"))
+    );
+
+    // Cancelling a case leaves it no timers.
+    started(store, "case-2", false, t0()).await;
+    assert_eq!(timer_rows(store, "case-2").await.len(), 1);
+    written(
+        apply(
+            store,
+            "case-2",
+            Command::Cancel {
+                reason: "test".into(),
+            },
+            now,
+        )
+        .await
+        .expect("cancel"),
+    );
+    assert!(state(store, "case-2").await.timers.is_empty());
+    assert!(timer_rows(store, "case-2").await.is_empty());
+    assert_eq!(store.next_timer().await.expect("next"), None);
+}
+
+pub(crate) async fn due_timers_come_earliest_first<S: Tamper>(store: &S) {
+    assert_eq!(store.next_timer().await.expect("next"), None);
+    assert!(store.due_timers(far(), 10).await.expect("due").is_empty());
+    // Inserted out of order; each has its attempt's timeout 2 minutes on.
+    for (case, minutes) in [("case-b", 20), ("case-a", 10), ("case-c", 30)] {
+        started(store, case, false, t0() + Duration::minutes(minutes)).await;
+    }
+    let timeout = Duration::minutes(2);
+    assert_eq!(
+        store.next_timer().await.expect("next"),
+        Some(t0() + Duration::minutes(10) + timeout)
+    );
+    let due = store.due_timers(far(), 10).await.expect("due");
+    let cases: Vec<&str> = due.iter().map(|t| t.case_id.as_str()).collect();
+    assert_eq!(cases, ["case-a", "case-b", "case-c"]);
+    let dues: Vec<DateTime<Utc>> = due.iter().map(|t| t.due).collect();
+    assert_eq!(
+        dues,
+        [10, 20, 30].map(|m| t0() + Duration::minutes(m) + timeout)
+    );
+    let by_then = store
+        .due_timers(t0() + Duration::minutes(20) + timeout, 10)
+        .await
+        .expect("due");
+    assert_eq!(by_then.len(), 2, "due exactly at `now` counts");
+    assert_eq!(
+        store.due_timers(far(), 1).await.expect("due")[0].case_id,
+        "case-a"
+    );
+    assert!(store.due_timers(t0(), 10).await.expect("due").is_empty());
+}
+
+pub(crate) async fn jobs_go_out_and_come_back<S: Tamper>(store: &S) {
+    let a = started(store, "case-a", false, t0()).await;
+    let b = started(store, "case-b", false, t0()).await;
+    let (job_a, job_b) = (job(&a).clone(), job(&b).clone());
+    let queue = job_a.queue.clone();
+    let waiting = store.waiting_jobs(None, 10).await.expect("waiting");
+    let jobs: Vec<&Job> = waiting.iter().map(|r| &r.job).collect();
+    assert_eq!(jobs, [&job_a, &job_b], "oldest first");
+    assert_eq!(store.waiting_jobs(None, 1).await.expect("waiting").len(), 1);
+    assert_eq!(store.dispatched_unfinished(&queue).await.expect("count"), 0);
+
+    // Dispatched 10 minutes after it was scheduled: its 2-minute timeout
+    // counts from dispatch.
+    let sent = t0() + Duration::minutes(10);
+    let pushed = sent + Duration::minutes(2);
+    store
+        .mark_dispatched(waiting[0].id, sent)
+        .await
+        .expect("dispatch");
+    let still: Vec<Job> = store
+        .waiting_jobs(None, 10)
+        .await
+        .expect("waiting")
+        .into_iter()
+        .map(|r| r.job)
+        .collect();
+    assert_eq!(still, std::slice::from_ref(&job_b));
+    assert_eq!(store.dispatched_unfinished(&queue).await.expect("count"), 1);
+    assert_eq!(
+        store.dispatched_unfinished("notify").await.expect("count"),
+        0
+    );
+    let timeout_id = |case: &Decision| case.state.timers.keys().next().cloned().expect("a timer");
+    assert_eq!(
+        timer_rows(store, "case-a").await,
+        [(timeout_id(&a), pushed)]
+    );
+    assert_eq!(
+        timer_rows(store, "case-b").await,
+        [(timeout_id(&b), t0() + Duration::minutes(2))],
+        "a job still waiting keeps its timer"
+    );
+
+    // A write that leaves the timer alone keeps the pushed due time.
+    let stray = written(
+        apply(
+            store,
+            "case-a",
+            complete("case-a/verify_identity/1/9", "verified"),
+            sent,
+        )
+        .await
+        .expect("a stray completion"),
+    );
+    assert_eq!(stray.history[0].kind(), "completion_ignored");
+    assert_eq!(
+        timer_rows(store, "case-a").await,
+        [(timeout_id(&a), pushed)]
+    );
+
+    // The transport lost its contents: the job comes back.
+    assert_eq!(store.requeue_unfinished().await.expect("requeue"), 1);
+    assert_eq!(store.requeue_unfinished().await.expect("requeue"), 0);
+    assert_eq!(store.dispatched_unfinished(&queue).await.expect("count"), 0);
+    let waiting = store.waiting_jobs(None, 10).await.expect("waiting");
+    let jobs: Vec<&Job> = waiting.iter().map(|r| &r.job).collect();
+    assert_eq!(jobs, [&job_a, &job_b]);
+
+    // Dispatched again, earlier than the pushed due: never moved earlier.
+    store
+        .mark_dispatched(waiting[0].id, t0())
+        .await
+        .expect("dispatch");
+    assert_eq!(
+        timer_rows(store, "case-a").await,
+        [(timeout_id(&a), pushed)]
+    );
+
+    // A finished attempt is neither outstanding nor requeued; a waiting job
+    // whose attempt settled is withdrawn.
+    let now = t0() + Duration::minutes(11);
+    written(
+        apply(
+            store,
+            "case-a",
+            complete(&job_a.attempt_id, "verified"),
+            now,
+        )
+        .await
+        .expect("complete"),
+    );
+    written(
+        apply(
+            store,
+            "case-b",
+            Command::Cancel {
+                reason: "test".into(),
+            },
+            now,
+        )
+        .await
+        .expect("cancel"),
+    );
+    assert_eq!(store.dispatched_unfinished(&queue).await.expect("count"), 0);
+    assert_eq!(store.requeue_unfinished().await.expect("requeue"), 0);
+    assert!(
+        store
+            .waiting_jobs(None, 10)
+            .await
+            .expect("waiting")
+            .is_empty()
+    );
+    store
+        .mark_dispatched(waiting[1].id, now)
+        .await
+        .expect("a withdrawn job");
+    store.mark_dispatched(-1, now).await.expect("no such job");
+}
+
+pub(crate) async fn corrupt_rows_are_reported_not_panicked<S: Tamper>(store: &S) {
+    // A state that does not decode.
+    started(store, "case-s", false, t0()).await;
+    store
+        .tamper(
+            "UPDATE cases SET state = '{\"id\": 7}' WHERE id = $1",
+            "case-s",
+        )
+        .await
+        .expect("tamper");
+    let read = store.case("case-s").await;
+    assert!(
+        matches!(&read, Err(StoreError::Corrupt { what, .. }) if what == "state of case case-s"),
+        "{read:?}"
+    );
+    let update = apply(
+        store,
+        "case-s",
+        Command::Cancel { reason: "x".into() },
+        t0(),
+    )
+    .await;
+    assert!(
+        matches!(update, Err(StoreError::Corrupt { .. })),
+        "{update:?}"
+    );
+
+    // A history event that does not decode.
+    started(store, "case-h", false, t0()).await;
+    store
+        .tamper(
+            "INSERT INTO history (case_id, seq, at, actor, kind, payload) VALUES \
+             ($1, 99, '2026-03-02T01:00:00+00:00', 'test:tamper', 'nonsense', '{\"type\": \"nonsense\"}')",
+            "case-h",
+        )
+        .await
+        .expect("tamper");
+    let history = store.history("case-h").await;
+    assert!(
+        matches!(&history, Err(StoreError::Corrupt { what, .. }) if what == "history event case-h#99"),
+        "{history:?}"
+    );
+
+    // History is append-only.
+    let changed = store
+        .tamper(
+            "UPDATE history SET actor = 'someone else' WHERE case_id = $1",
+            "case-h",
+        )
+        .await;
+    assert!(changed.is_err(), "{changed:?}");
+    let deleted = store
+        .tamper("DELETE FROM history WHERE case_id = $1", "case-h")
+        .await;
+    assert!(deleted.is_err(), "{deleted:?}");
+
+    // A job that does not decode is skipped, not fatal to the others.
+    started(store, "case-j", false, t0()).await;
+    let bad = store.waiting_jobs(None, 10).await.expect("waiting");
+    let bad = bad
+        .iter()
+        .find(|r| r.job.case_id == "case-j")
+        .expect("the job")
+        .id;
+    store
+        .tamper(
+            "UPDATE outbox SET job = '{\"version\": \"one\"}' WHERE attempt_id LIKE $1 || '/%'",
+            "case-j",
+        )
+        .await
+        .expect("tamper");
+    let waiting = store.waiting_jobs(None, 10).await.expect("waiting");
+    let cases: Vec<&str> = waiting.iter().map(|r| r.job.case_id.as_str()).collect();
+    assert_eq!(cases, ["case-s", "case-h"]);
+    let dispatch = store.mark_dispatched(bad, t0()).await;
+    assert!(
+        matches!(&dispatch, Err(StoreError::Corrupt { what, .. }) if *what == format!("outbox job {bad}")),
+        "{dispatch:?}"
+    );
+}
+
+pub(crate) async fn cases_are_listed_newest_first<S: Tamper>(store: &S) {
+    let mut first = None;
+    for (i, case) in ["case-1", "case-2", "case-3"].into_iter().enumerate() {
+        let decision = started(store, case, false, t0() + Duration::minutes(i as i64)).await;
+        first.get_or_insert(decision);
+    }
+    let later = t0() + Duration::hours(1);
+    let attempt_id = first
+        .as_ref()
+        .map(|d| job(d).attempt_id.clone())
+        .expect("case-1");
+    written(
+        apply(store, "case-1", complete(&attempt_id, "verified"), later)
+            .await
+            .expect("complete"),
+    );
+    written(
+        apply(
+            store,
+            "case-2",
+            Command::Cancel {
+                reason: "test".into(),
+            },
+            later,
+        )
+        .await
+        .expect("cancel"),
+    );
+
+    let ids = |list: Vec<super::CaseSummary>| list.into_iter().map(|c| c.id).collect::<Vec<_>>();
+    let all = store.cases(&CaseFilter::default()).await.expect("list");
+    assert_eq!(all[1].updated_at, later);
+    assert_eq!(all[1].created_at, t0() + Duration::minutes(1));
+    assert_eq!(ids(all), ["case-3", "case-2", "case-1"]);
+    let filter =
+        |status: Option<&str>, step: Option<&str>, workflow: Option<&str>, limit| CaseFilter {
+            workflow: workflow.map(str::to_owned),
+            status: status.map(str::to_owned),
+            step: step.map(str::to_owned),
+            limit,
+        };
+    let list = |f: CaseFilter| async move { ids(store.cases(&f).await.expect("list")) };
+    assert_eq!(
+        list(filter(Some("active"), None, None, None)).await,
+        ["case-3", "case-1"]
+    );
+    assert_eq!(
+        list(filter(Some("cancelled"), None, None, None)).await,
+        ["case-2"]
+    );
+    assert_eq!(
+        list(filter(None, Some("await_address"), None, None)).await,
+        ["case-1"]
+    );
+    assert_eq!(
+        list(filter(None, Some("verify_identity"), None, None)).await,
+        ["case-3", "case-2"]
+    );
+    assert_eq!(
+        list(filter(
+            Some("active"),
+            Some("verify_identity"),
+            Some("residence-permit"),
+            None
+        ))
+        .await,
+        ["case-3"]
+    );
+    assert_eq!(
+        list(filter(None, None, Some("residence-permit"), Some(2))).await,
+        ["case-3", "case-2"]
+    );
+    assert!(
+        list(filter(None, None, Some("other"), None))
+            .await
+            .is_empty()
+    );
+}
+
+pub(crate) async fn concurrent_completions_apply_once<S: Tamper>(store: &S) {
+    let first = started(store, "case-1", true, t0()).await;
+    let attempt_id = job(&first).attempt_id.clone();
+    let now = t0() + Duration::minutes(1);
+    let tasks: Vec<_> = (0..2)
+        .map(|_| {
+            let (store, attempt_id) = (store.clone(), attempt_id.clone());
+            tokio::spawn(async move {
+                apply(&store, "case-1", complete(&attempt_id, "verified"), now).await
+            })
+        })
+        .collect();
+    for task in tasks {
+        written(task.await.expect("the task").expect("complete"));
+    }
+    let kinds = kinds(store, "case-1").await;
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "attempt_succeeded").count(),
+        1,
+        "{kinds:?}"
+    );
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "completion_ignored").count(),
+        1,
+        "{kinds:?}"
+    );
+    assert_eq!(
+        store.waiting_jobs(None, 10).await.expect("waiting").len(),
+        1,
+        "one next job"
+    );
+}
+
+// --- PostgreSQL only: row locks ------------------------------------------
+
+/// Holds the case's row lock from a second connection.
+async fn hold_row_lock(
+    store: &PgStore,
+    case_id: &str,
+) -> sqlx::Transaction<'static, sqlx::Postgres> {
+    let mut holder = store.pool().begin().await.expect("begin");
+    sqlx::query("SELECT id FROM cases WHERE id = $1 FOR UPDATE")
+        .bind(case_id)
+        .execute(&mut *holder)
+        .await
+        .expect("lock");
+    holder
+}
+
+/// Waits until `n` sessions of this database wait for a lock.
+async fn sessions_waiting_for_a_lock(store: &PgStore, n: i64) {
+    for _ in 0..500 {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(store.pool())
+        .await
+        .expect("pg_stat_activity");
+        if waiting >= n {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("{n} sessions never waited for the lock");
+}
+
+async fn updates_of_one_case_wait_for_each_other(store: &PgStore) {
+    let first = started(store, "case-1", true, t0()).await;
+    let attempt_id = job(&first).attempt_id.clone();
+    let holder = hold_row_lock(store, "case-1").await;
+    let now = t0() + Duration::minutes(1);
+    let tasks: Vec<_> = (0..2)
+        .map(|_| {
+            let (store, attempt_id) = (store.clone(), attempt_id.clone());
+            tokio::spawn(async move {
+                apply(&store, "case-1", complete(&attempt_id, "verified"), now).await
+            })
+        })
+        .collect();
+    // Both completions are now blocked on the row, then run one at a time.
+    sessions_waiting_for_a_lock(store, 2).await;
+    holder.rollback().await.expect("release");
+    for task in tasks {
+        written(task.await.expect("the task").expect("complete"));
+    }
+    let kinds = kinds(store, "case-1").await;
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "attempt_succeeded").count(),
+        1,
+        "{kinds:?}"
+    );
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "completion_ignored").count(),
+        1,
+        "{kinds:?}"
+    );
+}
+
+async fn skip_locked_reports_busy(store: &PgStore) {
+    let first = started(store, "case-1", false, t0()).await;
+    let timer_id = first.state.timers.keys().next().expect("a timer").clone();
+    let due = first.state.timers[&timer_id].due;
+    let fire = |store: &PgStore| {
+        let timer_id = timer_id.clone();
+        let store = store.clone();
+        async move {
+            store
+                .update_case("case-1", Lock::SkipLocked, "system:timer", due, |record| {
+                    engine::decide(ctx(due), &record.state, Command::FireTimer { timer_id })
+                })
+                .await
+        }
+    };
+
+    let holder = hold_row_lock(store, "case-1").await;
+    assert_eq!(fire(store).await.expect("skip"), Updated::Busy);
+    let unknown = store
+        .update_case(
+            "no-such-case",
+            Lock::SkipLocked,
+            "system:timer",
+            due,
+            |_| panic!("no case to decide on"),
+        )
+        .await;
+    assert!(
+        matches!(unknown, Err(StoreError::UnknownCase(_))),
+        "{unknown:?}"
+    );
+    holder.rollback().await.expect("release");
+
+    let fired = written(fire(store).await.expect("fire"));
+    assert!(
+        fired
+            .history
+            .iter()
+            .any(|e| e.kind() == "attempt_timed_out")
+    );
+}
+
+// --- SQLite only: the file ------------------------------------------------
+
+async fn a_database_file_is_created_and_kept(dir: &Path) {
+    let path = dir.join("docket.sqlite");
+    let store = SqliteStore::open(&path.to_string_lossy())
+        .await
+        .expect("create");
+    store.migrate().await.expect("migrate");
+    started(&store, "case-1", false, t0()).await;
+    let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+        .fetch_one(store.pool())
+        .await
+        .expect("journal mode");
+    assert_eq!(mode, "wal");
+    drop(store);
+
+    let url = format!("sqlite:{}", path.to_string_lossy());
+    let store = SqliteStore::open(&url).await.expect("reopen");
+    store.migrate().await.expect("migrate again");
+    assert_eq!(state(&store, "case-1").await.step, "verify_identity");
+    let keys: i64 = sqlx::query_scalar("PRAGMA foreign_keys")
+        .fetch_one(store.pool())
+        .await
+        .expect("foreign keys");
+    assert_eq!(keys, 1);
+}
+
+// --- runners ----------------------------------------------------------------
+
+/// Runs each suite function on both stores.
+macro_rules! conformance {
+    ($($test:ident),* $(,)?) => {
+        mod sqlite {
+            use super::*;
+            $(
+                #[tokio::test]
+                async fn $test() {
+                    let store = SqliteStore::in_memory().await.expect("open");
+                    store.migrate().await.expect("migrate");
+                    super::$test(&store).await;
+                }
+            )*
+
+            #[tokio::test]
+            async fn a_database_file_is_created_and_kept() {
+                let dir = std::env::temp_dir()
+                    .join(format!("docket-store-{}", std::process::id()));
+                std::fs::create_dir_all(&dir).expect("a temporary directory");
+                super::a_database_file_is_created_and_kept(&dir).await;
+                std::fs::remove_dir_all(&dir).expect("clean up");
+            }
+        }
+
+        mod postgres {
+            use super::*;
+            $(
+                #[sqlx::test(migrations = false)]
+                async fn $test(pool: sqlx::PgPool) {
+                    let store = PgStore::new(pool);
+                    store.migrate().await.expect("migrate");
+                    super::$test(&store).await;
+                }
+            )*
+
+            #[sqlx::test(migrations = false)]
+            async fn updates_of_one_case_wait_for_each_other(pool: sqlx::PgPool) {
+                let store = PgStore::new(pool);
+                store.migrate().await.expect("migrate");
+                super::updates_of_one_case_wait_for_each_other(&store).await;
+            }
+
+            #[sqlx::test(migrations = false)]
+            async fn skip_locked_reports_busy(pool: sqlx::PgPool) {
+                let store = PgStore::new(pool);
+                store.migrate().await.expect("migrate");
+                super::skip_locked_reports_busy(&store).await;
+            }
+        }
+    };
+}
+
+conformance!(
+    migrations_run_twice_harmlessly,
+    deploy_is_idempotent_by_hash,
+    insert_case_writes_history_jobs_and_timers,
+    a_completion_continues_the_history_and_enqueues_the_next_job,
+    a_rejected_command_writes_nothing,
+    a_noop_decision_writes_nothing,
+    a_duplicate_completion_is_recorded_once,
+    the_timers_table_follows_the_state,
+    due_timers_come_earliest_first,
+    jobs_go_out_and_come_back,
+    corrupt_rows_are_reported_not_panicked,
+    cases_are_listed_newest_first,
+    concurrent_completions_apply_once,
+);

@@ -1,0 +1,399 @@
+//! PostgreSQL, the production store. Several orchestrators share one
+//! database: a case is changed under its row lock (`SELECT … FOR UPDATE`),
+//! so two completions of one attempt are applied one after the other, and
+//! the timer loop skips a case another process holds (`SKIP LOCKED`)
+//! instead of queueing behind it.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::AssertSqlSafe;
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};
+use sqlx::types::Json;
+
+use super::rows::{self, CaseRow, DefinitionRow, HistoryRow, OutboxRow, SummaryRow, TimerRow};
+use super::write::{self, Write};
+use super::{
+    CaseFilter, CaseRecord, CaseSummary, DefinitionRecord, DueTimer, HistoryRecord, Lock,
+    OutboxRecord, Store, StoreError, Updated, sql,
+};
+use crate::engine::{Decision, Rejection, TimerKind};
+
+static MIGRATOR: Migrator = sqlx::migrate!("../migrations/postgres");
+
+const LOCK_CASE: &str = "\
+    SELECT definition_id, CAST(state AS TEXT) AS state, next_seq FROM cases \
+    WHERE id = $1 FOR UPDATE";
+
+const LOCK_CASE_OR_SKIP: &str = "\
+    SELECT definition_id, CAST(state AS TEXT) AS state, next_seq FROM cases \
+    WHERE id = $1 FOR UPDATE SKIP LOCKED";
+
+const CASE_EXISTS: &str = "SELECT EXISTS (SELECT 1 FROM cases WHERE id = $1)";
+
+/// Deletes the case's timers whose ids are not in the array `$2`.
+const DELETE_OTHER_TIMERS: &str = "\
+    DELETE FROM timers WHERE case_id = $1 AND NOT (id = ANY ($2))";
+
+/// The store on PostgreSQL.
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    pub fn new(pool: PgPool) -> Self {
+        PgStore { pool }
+    }
+
+    /// Connects to `url` (`postgres://…`). Waiting for a connection is
+    /// bounded, so an unreachable database is reported rather than hung on.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let pool = PgPoolOptions::new()
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(url)
+            .await?;
+        Ok(PgStore::new(pool))
+    }
+
+    #[cfg(test)]
+    pub(crate) fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+/// Writes everything a decision changes except the case row.
+async fn write(
+    conn: &mut PgConnection,
+    w: &Write<'_>,
+    actor: &str,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    for (seq, event) in &w.events {
+        sqlx::query(sql::INSERT_HISTORY)
+            .bind(w.case_id)
+            .bind(*seq)
+            .bind(now)
+            .bind(actor)
+            .bind(event.kind())
+            .bind(Json(event))
+            .execute(&mut *conn)
+            .await?;
+    }
+    for job in &w.jobs {
+        let scheduled = sqlx::query(sql::INSERT_ATTEMPT)
+            .bind(&job.attempt_id)
+            .bind(w.case_id)
+            .bind(&job.step)
+            .bind(&job.handler)
+            .bind(&job.queue)
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+        if scheduled.rows_affected() == 1 {
+            sqlx::query(sql::INSERT_OUTBOX)
+                .bind(&job.attempt_id)
+                .bind(&job.queue)
+                .bind(Json(job))
+                .bind(now)
+                .execute(&mut *conn)
+                .await?;
+        }
+    }
+    for attempt_id in &w.finished {
+        sqlx::query(sql::FINISH_ATTEMPT)
+            .bind(attempt_id)
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+        sqlx::query(sql::WITHDRAW_WAITING_JOB)
+            .bind(attempt_id)
+            .execute(&mut *conn)
+            .await?;
+    }
+    sqlx::query(DELETE_OTHER_TIMERS)
+        .bind(w.case_id)
+        .bind(w.timer_ids())
+        .execute(&mut *conn)
+        .await?;
+    for t in &w.timers {
+        let sql = if t.changed {
+            sql::SET_TIMER
+        } else {
+            sql::KEEP_TIMER
+        };
+        sqlx::query(sql)
+            .bind(w.case_id)
+            .bind(&t.timer.id)
+            .bind(t.timer.due)
+            .bind(Json(&t.timer.kind))
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+impl Store for PgStore {
+    async fn migrate(&self) -> Result<(), StoreError> {
+        MIGRATOR.run(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn deploy(
+        &self,
+        name: &str,
+        version: u32,
+        hash: &str,
+        source: &str,
+        now: DateTime<Utc>,
+    ) -> Result<DefinitionRecord, StoreError> {
+        let inserted: Option<DefinitionRow> = sqlx::query_as(sql::INSERT_DEFINITION)
+            .bind(name)
+            .bind(i64::from(version))
+            .bind(hash)
+            .bind(source)
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await?;
+        if let Some(row) = inserted {
+            return row.into_record();
+        }
+        // Rows are never changed once written, so reading outside the
+        // insert's transaction cannot see another version of it.
+        let existing: DefinitionRow = sqlx::query_as(sql::DEFINITION_BY_NAME_VERSION)
+            .bind(name)
+            .bind(i64::from(version))
+            .fetch_one(&self.pool)
+            .await?;
+        let existing = existing.into_record()?;
+        if existing.hash == hash {
+            Ok(existing)
+        } else {
+            Err(StoreError::VersionConflict {
+                name: name.to_owned(),
+                version,
+            })
+        }
+    }
+
+    async fn definition(&self, id: i64) -> Result<Option<DefinitionRecord>, StoreError> {
+        let row: Option<DefinitionRow> = sqlx::query_as(sql::DEFINITION_BY_ID)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(DefinitionRow::into_record).transpose()
+    }
+
+    async fn latest_definition(&self, name: &str) -> Result<Option<DefinitionRecord>, StoreError> {
+        let row: Option<DefinitionRow> = sqlx::query_as(sql::LATEST_DEFINITION)
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(DefinitionRow::into_record).transpose()
+    }
+
+    async fn insert_case(
+        &self,
+        definition_id: i64,
+        decision: &Decision,
+        actor: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let case_id = decision.state.id.as_str();
+        let w = Write::new(case_id, decision, None, 1);
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(sql::INSERT_CASE)
+            .bind(case_id)
+            .bind(definition_id)
+            .bind(w.status)
+            .bind(w.outcome)
+            .bind(&w.state.step)
+            .bind(Json(w.state))
+            .bind(w.next_seq)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        write(&mut tx, &w, actor, now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn update_case<F>(
+        &self,
+        case_id: &str,
+        lock: Lock,
+        actor: &str,
+        now: DateTime<Utc>,
+        decide: F,
+    ) -> Result<Updated, StoreError>
+    where
+        F: FnOnce(&CaseRecord) -> Result<Decision, Rejection> + Send,
+    {
+        let mut tx = self.pool.begin().await?;
+        let select = match lock {
+            Lock::Wait => LOCK_CASE,
+            Lock::SkipLocked => LOCK_CASE_OR_SKIP,
+        };
+        let row: Option<CaseRow> = sqlx::query_as(select)
+            .bind(case_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(row) = row else {
+            let exists: bool = sqlx::query_scalar(CASE_EXISTS)
+                .bind(case_id)
+                .fetch_one(&mut *tx)
+                .await?;
+            return match (lock, exists) {
+                (Lock::SkipLocked, true) => Ok(Updated::Busy),
+                _ => Err(StoreError::UnknownCase(case_id.to_owned())),
+            };
+        };
+        let record = row.to_record(case_id)?;
+        // A rejection returns here: the transaction rolls back, writing nothing.
+        let decision = decide(&record)?;
+        if write::unchanged(&decision, &record.state) {
+            tx.rollback().await?;
+            return Ok(Updated::Unchanged);
+        }
+        let w = Write::new(case_id, &decision, Some(&record.state), row.next_seq);
+        sqlx::query(sql::UPDATE_CASE)
+            .bind(case_id)
+            .bind(w.status)
+            .bind(w.outcome)
+            .bind(&w.state.step)
+            .bind(Json(w.state))
+            .bind(w.next_seq)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        write(&mut tx, &w, actor, now).await?;
+        tx.commit().await?;
+        Ok(Updated::Written(decision))
+    }
+
+    async fn case(&self, case_id: &str) -> Result<Option<CaseRecord>, StoreError> {
+        let row: Option<CaseRow> = sqlx::query_as(sql::CASE)
+            .bind(case_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| r.to_record(case_id)).transpose()
+    }
+
+    async fn cases(&self, filter: &CaseFilter) -> Result<Vec<CaseSummary>, StoreError> {
+        let (text, binds) = sql::list_cases(filter);
+        let mut query = sqlx::query_as::<_, SummaryRow>(AssertSqlSafe(text));
+        for value in binds {
+            query = query.bind(value);
+        }
+        let rows = query
+            .bind(i64::from(filter.limit.unwrap_or(100)))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter().map(SummaryRow::into_summary).collect()
+    }
+
+    async fn history(&self, case_id: &str) -> Result<Vec<HistoryRecord>, StoreError> {
+        let rows: Vec<HistoryRow> = sqlx::query_as(sql::HISTORY)
+            .bind(case_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter().map(|r| r.into_record(case_id)).collect()
+    }
+
+    async fn due_timers(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<DueTimer>, StoreError> {
+        let rows: Vec<TimerRow> = sqlx::query_as(sql::DUE_TIMERS)
+            .bind(now)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.into_iter().map(DueTimer::from).collect())
+    }
+
+    async fn next_timer(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        Ok(sqlx::query_scalar(sql::NEXT_TIMER)
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    async fn waiting_jobs(
+        &self,
+        queue: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<OutboxRecord>, StoreError> {
+        let limit = i64::from(limit);
+        let rows: Vec<OutboxRow> = match queue {
+            Some(queue) => {
+                sqlx::query_as(sql::WAITING_JOBS_IN_QUEUE)
+                    .bind(queue)
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+            None => {
+                sqlx::query_as(sql::WAITING_JOBS)
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+        };
+        Ok(rows::readable_jobs(rows))
+    }
+
+    async fn mark_dispatched(&self, outbox_id: i64, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let row: Option<OutboxRow> = sqlx::query_as(sql::OUTBOX_JOB)
+            .bind(outbox_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        // Withdrawn: its attempt settled before it was dispatched.
+        let Some(row) = row else { return Ok(()) };
+        let job = row.into_record()?.job;
+        sqlx::query(sql::MARK_OUTBOX_DISPATCHED)
+            .bind(outbox_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(sql::MARK_ATTEMPT_DISPATCHED)
+            .bind(&job.attempt_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        if let Some(due) = write::timeout_from(&job, now) {
+            let kind = TimerKind::AttemptTimeout {
+                attempt_id: job.attempt_id.clone(),
+            };
+            sqlx::query(sql::PUSH_ATTEMPT_TIMEOUT)
+                .bind(&job.case_id)
+                .bind(Json(&kind))
+                .bind(due)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn dispatched_unfinished(&self, queue: &str) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar(sql::DISPATCHED_UNFINISHED)
+            .bind(queue)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(rows::count(n))
+    }
+
+    async fn requeue_unfinished(&self) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let requeued = sqlx::query(sql::REQUEUE_OUTBOX)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        sqlx::query(sql::REQUEUE_ATTEMPTS).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(requeued)
+    }
+}

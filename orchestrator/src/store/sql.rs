@@ -1,0 +1,182 @@
+//! SQL text both databases run unchanged. Parameters are written `$1`,
+//! which SQLite accepts too; JSON columns are read through
+//! `CAST(… AS TEXT)`, a no-op on SQLite and `jsonb` → text on PostgreSQL,
+//! so that a bad document is reported by serde (`StoreError::Corrupt`)
+//! rather than by the driver. What differs — row locks, deleting by a list
+//! of ids — lives in `postgres.rs` and `sqlite.rs`.
+
+use super::CaseFilter;
+
+// --- definitions --------------------------------------------------------
+
+/// Returns the new row, or nothing when `(name, version)` exists.
+pub(super) const INSERT_DEFINITION: &str = "\
+    INSERT INTO definitions (name, version, hash, source, deployed_at) \
+    VALUES ($1, $2, $3, $4, $5) \
+    ON CONFLICT (name, version) DO NOTHING \
+    RETURNING id, name, version, hash, source, deployed_at";
+
+pub(super) const DEFINITION_BY_NAME_VERSION: &str = "\
+    SELECT id, name, version, hash, source, deployed_at FROM definitions \
+    WHERE name = $1 AND version = $2";
+
+pub(super) const DEFINITION_BY_ID: &str = "\
+    SELECT id, name, version, hash, source, deployed_at FROM definitions WHERE id = $1";
+
+pub(super) const LATEST_DEFINITION: &str = "\
+    SELECT id, name, version, hash, source, deployed_at FROM definitions \
+    WHERE name = $1 ORDER BY version DESC LIMIT 1";
+
+// --- cases --------------------------------------------------------------
+
+pub(super) const CASE: &str = "\
+    SELECT definition_id, CAST(state AS TEXT) AS state, next_seq FROM cases WHERE id = $1";
+
+pub(super) const INSERT_CASE: &str = "\
+    INSERT INTO cases \
+    (id, definition_id, status, outcome, current_step, state, next_seq, created_at, updated_at) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)";
+
+pub(super) const UPDATE_CASE: &str = "\
+    UPDATE cases SET status = $2, outcome = $3, current_step = $4, state = $5, \
+    next_seq = $6, updated_at = $7 \
+    WHERE id = $1";
+
+/// The case list with only the filters that are set, so that each
+/// combination can use its index; the values are bound in the order
+/// returned, then the limit.
+pub(super) fn list_cases(filter: &CaseFilter) -> (String, Vec<&str>) {
+    let mut sql = String::from(
+        "SELECT c.id, d.name AS workflow, d.version, c.status, c.outcome, \
+         c.current_step AS step, c.created_at, c.updated_at \
+         FROM cases c JOIN definitions d ON d.id = c.definition_id",
+    );
+    let mut binds = Vec::new();
+    let filters = [
+        ("d.name", filter.workflow.as_deref()),
+        ("c.status", filter.status.as_deref()),
+        ("c.current_step", filter.step.as_deref()),
+    ];
+    for (column, value) in filters {
+        if let Some(value) = value {
+            let word = if binds.is_empty() { "WHERE" } else { "AND" };
+            binds.push(value);
+            sql.push_str(&format!(" {word} {column} = ${}", binds.len()));
+        }
+    }
+    sql.push_str(&format!(
+        " ORDER BY c.created_at DESC, c.id DESC LIMIT ${}",
+        binds.len() + 1
+    ));
+    (sql, binds)
+}
+
+// --- history ------------------------------------------------------------
+
+pub(super) const INSERT_HISTORY: &str = "\
+    INSERT INTO history (case_id, seq, at, actor, kind, payload) VALUES ($1, $2, $3, $4, $5, $6)";
+
+pub(super) const HISTORY: &str = "\
+    SELECT seq, at, actor, CAST(payload AS TEXT) AS payload FROM history \
+    WHERE case_id = $1 ORDER BY seq";
+
+// --- attempts and the outbox ---------------------------------------------
+
+/// Affects no row when the attempt exists: a decision written again
+/// never schedules an attempt twice.
+pub(super) const INSERT_ATTEMPT: &str = "\
+    INSERT INTO attempts (id, case_id, step, handler, queue, status, scheduled_at) \
+    VALUES ($1, $2, $3, $4, $5, 'scheduled', $6) \
+    ON CONFLICT (id) DO NOTHING";
+
+pub(super) const INSERT_OUTBOX: &str = "\
+    INSERT INTO outbox (attempt_id, queue, job, created_at) VALUES ($1, $2, $3, $4) \
+    ON CONFLICT (attempt_id) DO NOTHING";
+
+pub(super) const FINISH_ATTEMPT: &str = "\
+    UPDATE attempts SET status = 'finished', finished_at = $2 \
+    WHERE id = $1 AND status <> 'finished'";
+
+/// A settled attempt has nothing left to hand to the transport; its
+/// `attempts` row keeps `dispatched_at` empty, which records that.
+pub(super) const WITHDRAW_WAITING_JOB: &str = "\
+    DELETE FROM outbox WHERE attempt_id = $1 AND dispatched_at IS NULL";
+
+pub(super) const WAITING_JOBS: &str = "\
+    SELECT id, CAST(job AS TEXT) AS job, created_at FROM outbox \
+    WHERE dispatched_at IS NULL ORDER BY id LIMIT $1";
+
+pub(super) const WAITING_JOBS_IN_QUEUE: &str = "\
+    SELECT id, CAST(job AS TEXT) AS job, created_at FROM outbox \
+    WHERE dispatched_at IS NULL AND queue = $1 ORDER BY id LIMIT $2";
+
+pub(super) const OUTBOX_JOB: &str = "\
+    SELECT id, CAST(job AS TEXT) AS job, created_at FROM outbox WHERE id = $1";
+
+pub(super) const MARK_OUTBOX_DISPATCHED: &str = "\
+    UPDATE outbox SET dispatched_at = $2 WHERE id = $1";
+
+pub(super) const MARK_ATTEMPT_DISPATCHED: &str = "\
+    UPDATE attempts SET status = 'dispatched', dispatched_at = $2 \
+    WHERE id = $1 AND status <> 'finished'";
+
+pub(super) const DISPATCHED_UNFINISHED: &str = "\
+    SELECT count(*) FROM attempts WHERE queue = $1 AND status = 'dispatched'";
+
+pub(super) const REQUEUE_OUTBOX: &str = "\
+    UPDATE outbox SET dispatched_at = NULL \
+    WHERE dispatched_at IS NOT NULL \
+    AND attempt_id IN (SELECT id FROM attempts WHERE status = 'dispatched')";
+
+pub(super) const REQUEUE_ATTEMPTS: &str = "\
+    UPDATE attempts SET status = 'scheduled', dispatched_at = NULL WHERE status = 'dispatched'";
+
+// --- timers -------------------------------------------------------------
+
+/// A timer the decision set or moved.
+pub(super) const SET_TIMER: &str = "\
+    INSERT INTO timers (case_id, id, due_at, kind) VALUES ($1, $2, $3, $4) \
+    ON CONFLICT (case_id, id) DO UPDATE SET due_at = excluded.due_at, kind = excluded.kind";
+
+/// A timer the decision left as it was: its row may have been pushed
+/// later when its job was dispatched, and that must survive.
+pub(super) const KEEP_TIMER: &str = "\
+    INSERT INTO timers (case_id, id, due_at, kind) VALUES ($1, $2, $3, $4) \
+    ON CONFLICT (case_id, id) DO NOTHING";
+
+/// Moves an attempt's timeout timer later, never earlier. The timer is
+/// found by its kind (`$2`, written by the same serializer as the row,
+/// compared as `jsonb` on PostgreSQL and as text on SQLite), so the store
+/// need not know how the engine names timers.
+pub(super) const PUSH_ATTEMPT_TIMEOUT: &str = "\
+    UPDATE timers SET due_at = $3 WHERE case_id = $1 AND kind = $2 AND due_at < $3";
+
+pub(super) const DUE_TIMERS: &str = "\
+    SELECT id, case_id, due_at FROM timers WHERE due_at <= $1 \
+    ORDER BY due_at, case_id, id LIMIT $2";
+
+pub(super) const NEXT_TIMER: &str = "SELECT min(due_at) FROM timers";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_case_list_binds_only_the_filters_set() {
+        let none = CaseFilter::default();
+        let (sql, binds) = list_cases(&none);
+        assert!(!sql.contains("WHERE"));
+        assert!(sql.ends_with("LIMIT $1"));
+        assert!(binds.is_empty());
+
+        let filter = CaseFilter {
+            workflow: Some("w".into()),
+            step: Some("s".into()),
+            ..CaseFilter::default()
+        };
+        let (sql, binds) = list_cases(&filter);
+        assert!(sql.contains("WHERE d.name = $1 AND c.current_step = $2"));
+        assert!(sql.ends_with("LIMIT $3"));
+        assert_eq!(binds, ["w", "s"]);
+    }
+}

@@ -1,0 +1,95 @@
+//! What writing a decision changes, worked out once for both databases:
+//! the history rows and their numbers, the jobs it schedules, the attempts
+//! it settles, and how the `timers` table follows the state.
+
+use chrono::{DateTime, TimeDelta, Utc};
+
+use super::{finished_attempts, status_columns};
+use crate::engine::{CaseState, Decision, Effect, HistoryEvent, Job, Timer};
+
+/// The rows one decision writes for one case.
+#[derive(Debug)]
+pub(super) struct Write<'a> {
+    pub(super) case_id: &'a str,
+    pub(super) state: &'a CaseState,
+    pub(super) status: &'static str,
+    pub(super) outcome: Option<&'a str>,
+    /// Each event with its seq, continuing the case's numbering.
+    pub(super) events: Vec<(i64, &'a HistoryEvent)>,
+    /// The seq the event after these will get.
+    pub(super) next_seq: i64,
+    pub(super) jobs: Vec<&'a Job>,
+    pub(super) finished: Vec<&'a str>,
+    /// Every timer of the new state. The state is the truth: the case's
+    /// rows for timers not listed here are deleted (a fired timer leaves
+    /// the state without a `CancelTimer` effect).
+    pub(super) timers: Vec<TimerWrite<'a>>,
+}
+
+#[derive(Debug)]
+pub(super) struct TimerWrite<'a> {
+    pub(super) timer: &'a Timer,
+    /// Set or moved by this decision. An unchanged timer's row is only
+    /// created if missing, so a due time pushed at dispatch survives.
+    pub(super) changed: bool,
+}
+
+impl<'a> Write<'a> {
+    /// `previous` is the state the decision was made against (none for a
+    /// new case); `next_seq` is the seq the first event gets.
+    pub(super) fn new(
+        case_id: &'a str,
+        decision: &'a Decision,
+        previous: Option<&CaseState>,
+        next_seq: i64,
+    ) -> Self {
+        let (status, outcome) = status_columns(&decision.state);
+        let events: Vec<(i64, &HistoryEvent)> = (next_seq..).zip(&decision.history).collect();
+        let timers = decision
+            .state
+            .timers
+            .values()
+            .map(|timer| TimerWrite {
+                timer,
+                changed: previous.and_then(|p| p.timers.get(&timer.id)) != Some(timer),
+            })
+            .collect();
+        Write {
+            case_id,
+            state: &decision.state,
+            status,
+            outcome,
+            next_seq: next_seq + events.len() as i64,
+            events,
+            jobs: decision
+                .effects
+                .iter()
+                .filter_map(|e| match e {
+                    Effect::Enqueue(job) => Some(job),
+                    _ => None,
+                })
+                .collect(),
+            finished: finished_attempts(decision).collect(),
+            timers,
+        }
+    }
+
+    /// The ids of the timers the case keeps.
+    pub(super) fn timer_ids(&self) -> Vec<String> {
+        self.timers.iter().map(|t| t.timer.id.clone()).collect()
+    }
+}
+
+/// Whether writing `decision` would change nothing. A decision without
+/// history or effects can still change the state — a stale timer that
+/// fires is removed from it — and that change is written.
+pub(super) fn unchanged(decision: &Decision, previous: &CaseState) -> bool {
+    decision.is_noop() && decision.state == *previous
+}
+
+/// When a job dispatched at `now` times out: its attempt's timeout timer
+/// is pushed to at least this, so time spent waiting in the outbox does
+/// not count against the attempt. `None` if it is beyond the calendar.
+pub(super) fn timeout_from(job: &Job, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    now.checked_add_signed(TimeDelta::from_std(job.timeout).ok()?)
+}
