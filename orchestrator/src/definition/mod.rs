@@ -20,6 +20,7 @@ pub mod expr;
 mod flow;
 pub mod graph;
 mod load;
+mod message;
 pub mod model;
 pub mod period;
 mod schedules;

@@ -7,9 +7,9 @@ use marked_yaml::Node;
 
 use super::diagnostic::{Code, Diagnostics};
 use super::load::{Declarations, known_calendar};
+use super::message::read_message;
 use super::model::Schedule;
 use super::period::Period;
-use super::steps::read_message;
 use super::yaml::{self, Fields, child};
 
 pub(super) const SCHEDULE_FIELDS: &[&str] = &[
