@@ -172,3 +172,19 @@ fn schema_is_draft_7_json_with_every_step_kind() {
     );
     assert_eq!(schema["additionalProperties"], false);
 }
+
+#[test]
+fn the_readme_shows_the_current_residence_permit_flowchart() {
+    let out = orchestrator(&["graph", "workflows/residence-permit.yaml"]);
+    let readme = std::fs::read_to_string(docket_tests::repo().join("README.md")).expect("README");
+    let shown = readme
+        .split_once("```mermaid\n")
+        .and_then(|(_, rest)| rest.split_once("```"))
+        .map(|(chart, _)| chart)
+        .expect("a mermaid block in the README");
+    assert_eq!(
+        shown,
+        stdout(&out),
+        "regenerate it with `orchestrator graph workflows/residence-permit.yaml`"
+    );
+}
