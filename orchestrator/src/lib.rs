@@ -11,3 +11,6 @@ pub mod demo;
 pub mod engine;
 pub mod runtime;
 pub mod store;
+
+#[cfg(test)]
+mod testing;

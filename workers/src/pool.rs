@@ -75,7 +75,8 @@ pub struct MemoryReceiver {
 ///
 /// This is a tokio channel rather than apalis's in-memory backend: with
 /// apalis-core 1.0.0's `MemoryStorage`, a worker fed one job at a time
-/// stopped picking jobs up (the 77th of 200 never ran; `stress` below).
+/// stopped picking jobs up (the 77th of 200 never ran; the test
+/// `jobs_pushed_one_by_one_all_run` below).
 pub fn memory_queue() -> (MemoryQueue, MemoryReceiver) {
     let (tx, rx) = mpsc::unbounded_channel();
     (MemoryQueue { tx }, MemoryReceiver { rx })
@@ -171,32 +172,10 @@ mod tests {
         );
         worker.abort();
     }
-}
-
-#[cfg(test)]
-mod stress {
-    //! Jobs arriving one at a time, as the dispatcher sends them.
-    use std::time::Duration;
-
-    use serde_json::json;
-    use tokio::sync::mpsc;
-
-    use super::*;
-    use crate::handlers::materials::MaterialsCheck;
-    use crate::handlers::tests::job;
-
-    #[derive(Debug)]
-    struct Channel(mpsc::UnboundedSender<(String, Outcome)>);
-
-    impl Reporter for Channel {
-        fn report(&self, attempt_id: String, outcome: Outcome) -> BoxFuture<'_, ()> {
-            let _ = self.0.send((attempt_id, outcome));
-            Box::pin(async {})
-        }
-    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn jobs_pushed_one_by_one_all_run() {
+        // As the dispatcher sends them: one job, then wait for its outcome.
         let (tx, mut rx) = mpsc::unbounded_channel();
         let shared = Shared {
             handlers: Arc::new(Handlers::new().with("materials.check", MaterialsCheck)),

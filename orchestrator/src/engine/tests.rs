@@ -2,7 +2,6 @@
 //! and property tests of its invariants over random event sequences.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use chrono::{DateTime, TimeZone, Utc};
 use chrono_tz::Asia::Shanghai;
@@ -11,59 +10,9 @@ use proptest::prelude::*;
 use serde_json::{Value, json};
 
 use super::*;
-use crate::calendar::{self, Calendar};
 use crate::definition::model::StepKind;
-use crate::definition::{self, Environment, Workflow};
 
-fn repo() -> &'static Path {
-    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-}
-
-fn fixtures() -> &'static (Workflow, BTreeMap<String, Calendar>) {
-    static FIXTURES: std::sync::OnceLock<(Workflow, BTreeMap<String, Calendar>)> =
-        std::sync::OnceLock::new();
-    FIXTURES.get_or_init(|| {
-        let calendars: BTreeMap<String, Calendar> =
-            calendar::load_dir(&repo().join("workflows/calendars"))
-                .expect("calendars")
-                .into_iter()
-                .map(|c| (c.name().to_owned(), c))
-                .collect();
-        let env = Environment::new(calendars.keys().cloned());
-        let file = definition::load_file(&repo().join("workflows/residence-permit.yaml"), &env)
-            .expect("read");
-        (file.loaded.workflow.expect("valid workflow"), calendars)
-    })
-}
-
-fn contacts() -> &'static BTreeMap<String, String> {
-    static CONTACTS: std::sync::OnceLock<BTreeMap<String, String>> = std::sync::OnceLock::new();
-    CONTACTS.get_or_init(|| {
-        [
-            ("station", "station@example.test"),
-            ("supervisor", "supervisor@example.test"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect()
-    })
-}
-
-fn input(through_agent: bool) -> Data {
-    let mut input = json!({
-        "applicant_name": "张三",
-        "id_number": "11010519491231002X",
-        "phone": "13800000000",
-        "wechat_openid": "o-applicant",
-        "category": "employment",
-        "through_agent": through_agent,
-    });
-    if through_agent {
-        input["agent_name"] = json!("李四");
-        input["agent_id_number"] = json!("440524188001010014");
-    }
-    input.as_object().cloned().unwrap_or_default()
-}
+use crate::testing::{contacts, fixtures, input};
 
 /// A case being driven by a test, with a clock the test moves.
 struct Case {
@@ -705,7 +654,7 @@ fn check_invariants(case: &Case) {
         }
     }
     // Every attempt is settled exactly once, unless it is the one out now.
-    let mut scheduled = std::collections::BTreeMap::new();
+    let mut scheduled = BTreeMap::new();
     for e in history {
         match e {
             HistoryEvent::AttemptScheduled { attempt_id, .. } => {

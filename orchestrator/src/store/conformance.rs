@@ -6,10 +6,8 @@
 //! The decisions written are the real engine's, on the residence-permit
 //! workflow, so the store is tested with what it will be given.
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::Path;
-use std::sync::OnceLock;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use docket_workers::contract::Outcome;
@@ -18,47 +16,10 @@ use serde_json::json;
 use super::postgres::PgStore;
 use super::sqlite::SqliteStore;
 use super::{CaseFilter, DefinitionRecord, Lock, Store, StoreError, Updated};
-use crate::calendar::{self, Calendar};
-use crate::definition::{self, Environment, Workflow};
-use crate::engine::{self, Command, Context, Data, Decision, Effect, Job, Rejection};
+use crate::engine::{self, Command, Decision, Effect, Job, Rejection};
+use crate::testing::{ctx, input};
 
 // --- fixtures ------------------------------------------------------------
-
-fn fixtures() -> &'static (Workflow, BTreeMap<String, Calendar>) {
-    static FIXTURES: OnceLock<(Workflow, BTreeMap<String, Calendar>)> = OnceLock::new();
-    FIXTURES.get_or_init(|| {
-        let repo = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
-        let calendars: BTreeMap<String, Calendar> =
-            calendar::load_dir(&repo.join("workflows/calendars"))
-                .expect("calendars")
-                .into_iter()
-                .map(|c| (c.name().to_owned(), c))
-                .collect();
-        let env = Environment::new(calendars.keys().cloned());
-        let file = definition::load_file(&repo.join("workflows/residence-permit.yaml"), &env)
-            .expect("read the workflow");
-        (file.loaded.workflow.expect("a valid workflow"), calendars)
-    })
-}
-
-fn ctx(now: DateTime<Utc>) -> Context<'static> {
-    static CONTACTS: OnceLock<BTreeMap<String, String>> = OnceLock::new();
-    let (workflow, calendars) = fixtures();
-    Context {
-        workflow,
-        calendars,
-        contacts: CONTACTS.get_or_init(|| {
-            [
-                ("station", "station@example.test"),
-                ("supervisor", "supervisor@example.test"),
-            ]
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect()
-        }),
-        now,
-    }
-}
 
 /// 2026-03-02 09:00 in Shanghai, a Monday.
 fn t0() -> DateTime<Utc> {
@@ -70,22 +31,6 @@ fn t0() -> DateTime<Utc> {
 /// Far enough ahead that every timer is due.
 fn far() -> DateTime<Utc> {
     t0() + Duration::days(3650)
-}
-
-fn input(through_agent: bool) -> Data {
-    let mut input = json!({
-        "applicant_name": "张三",
-        "id_number": "11010519491231002X",
-        "phone": "13800000000",
-        "wechat_openid": "o-applicant",
-        "category": "employment",
-        "through_agent": through_agent,
-    });
-    if through_agent {
-        input["agent_name"] = json!("李四");
-        input["agent_id_number"] = json!("440524188001010014");
-    }
-    input.as_object().cloned().unwrap_or_default()
 }
 
 /// Writing rows by hand, as a bug or an operator at a console would: what
