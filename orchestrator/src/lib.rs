@@ -4,6 +4,14 @@
 //! # Layout
 //! - [`definition`]: the workflow language — loading, validation, the
 //!   resolved model, graph rendering and the JSON Schema.
+//! - [`calendar`]: working-day calendars and deadline arithmetic.
+//! - [`engine`]: the pure state machine — `(definition, state, command,
+//!   now) → (state, history, effects)`.
+//! - [`store`]: cases, history, attempts, timers and the outbox in SQL
+//!   (PostgreSQL or SQLite), one transaction per decision.
+//! - [`runtime`]: the async shell — deploying definitions, applying
+//!   commands, dispatching jobs, firing timers, embedded workers.
+//! - [`demo`]: the demo's simulated people and services, and timelines.
 
 pub mod calendar;
 pub mod definition;
