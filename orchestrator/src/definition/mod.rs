@@ -3,8 +3,8 @@
 //!
 //! Loading goes in two stages, as in ripgrep's argument handling: the YAML
 //! is parsed into a tree that keeps every value's line and column
-//! ([`yaml`]), then read and resolved field by field ([`load`], [`steps`],
-//! [`schedules`]) and checked as a graph ([`flow`]). Every problem found
+//! (`yaml`), then read and resolved field by field (`load`, `steps`,
+//! `schedules`) and checked as a graph (`flow`). Every problem found
 //! along the way is collected, so an operator sees all of them at once.
 //!
 //! - [`model`]: the resolved workflow the engine runs.

@@ -162,7 +162,7 @@ pub struct RequirementFile {
 pub struct ScheduleFile {
     pub id: String,
     pub title: Option<String>,
-    /// Six or seven fields: second minute hour day-of-month month day-of-week [year].
+    /// Six or seven fields: second minute hour day-of-month month day-of-week, optionally year.
     pub cron: String,
     /// e.g. `Asia/Shanghai`; default UTC.
     pub timezone: Option<String>,
