@@ -8,6 +8,8 @@
 //!   workflow can never name a handler no worker runs.
 //! - [`contract`]: what a job carries ([`contract::Job`]) and what an
 //!   attempt reports back ([`contract::Outcome`]).
+//! - [`redis`]: the Redis transport of jobs and completions (apalis-redis,
+//!   with its unsafe defaults replaced).
 //! - [`handlers`]: the handlers, behind one [`handlers::Handler`] trait, and
 //!   the traits of the external services they call.
 
@@ -15,3 +17,4 @@ pub mod catalog;
 pub mod contract;
 pub mod handlers;
 pub mod pool;
+pub mod redis;

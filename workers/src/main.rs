@@ -1,1 +1,133 @@
-fn main() {}
+//! The `worker` binary: runs Docket's handlers on the Redis queues. Workers
+//! need nothing but Redis and the services their handlers call — no SQL.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use docket_workers::handlers::Handlers;
+use docket_workers::handlers::materials::MaterialsCheck;
+use docket_workers::pool::Shared;
+use docket_workers::redis::{self as transport, QueueSlots, RedisReporter, RedisSettings};
+
+/// Runs Docket jobs from Redis.
+#[derive(Debug, Parser)]
+#[command(name = "worker", version, about)]
+struct Args {
+    /// The Redis the orchestrator dispatches to.
+    #[arg(long, env = "DOCKET_REDIS_URL")]
+    redis_url: String,
+    /// Prefix of every Redis key (the orchestrator's must match).
+    #[arg(long, env = "DOCKET_REDIS_PREFIX", default_value = "docket")]
+    prefix: String,
+    /// Queues to serve.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "identity,intranet,materials,notify"
+    )]
+    queues: Vec<String>,
+    /// Jobs run at once per queue.
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+    /// How often the worker tells Redis it is alive.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    heartbeat: Duration,
+    /// Missed heartbeats after which another worker recovers this one's jobs.
+    #[arg(long, default_value_t = 2)]
+    missed_heartbeats: usize,
+    /// How often an idle worker looks for jobs.
+    #[arg(long, default_value = "200ms", value_parser = humantime::parse_duration)]
+    poll: Duration,
+    /// On SIGTERM or Ctrl-C, how long running jobs may take to finish.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    grace: Duration,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("DOCKET_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let settings = RedisSettings {
+        prefix: args.prefix.clone(),
+        heartbeat: args.heartbeat,
+        missed_heartbeats: args.missed_heartbeats,
+        poll: args.poll,
+        ..RedisSettings::default()
+    };
+    let conn = transport::connect(&args.redis_url, &settings)
+        .await
+        .context("connecting to Redis")?;
+    let handlers = Handlers::new().with("materials.check", MaterialsCheck);
+    let shared = Shared {
+        handlers: Arc::new(handlers),
+        reporter: Arc::new(RedisReporter::new(settings.completions(conn.clone()))),
+    };
+    // A fresh id at every start: apalis-redis refuses a name still
+    // heartbeating, and a reused one hides a dead worker's jobs from
+    // recovery.
+    let worker_id = format!(
+        "worker-{}-{}",
+        std::process::id(),
+        uuid::Uuid::now_v7().simple()
+    );
+    let queues: Vec<QueueSlots> = args
+        .queues
+        .iter()
+        .map(|q| QueueSlots {
+            queue: q.trim().to_owned(),
+            concurrency: args.concurrency,
+        })
+        .collect();
+    tracing::info!(worker = %worker_id, queues = ?args.queues, "worker started");
+    transport::run_pool(
+        &worker_id,
+        conn,
+        &settings,
+        &queues,
+        shared,
+        args.grace,
+        shutdown_signal(),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!(e))
+    .context("the worker pool stopped")?;
+    tracing::info!(worker = %worker_id, "worker stopped");
+    Ok(())
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn shutdown_signal() -> std::io::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r,
+        _ = term.recv() => Ok(()),
+    }
+}

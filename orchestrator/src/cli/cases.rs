@@ -69,8 +69,14 @@ impl Setup {
     }
 }
 
+/// The calendars in `calendars/` beside the workflows; none when there is
+/// no such folder.
 pub fn load_calendars(workflows: &Path) -> anyhow::Result<BTreeMap<String, Calendar>> {
-    Ok(calendar::load_dir(&workflows.join("calendars"))?
+    let dir = workflows.join("calendars");
+    if !dir.exists() {
+        return Ok(BTreeMap::new());
+    }
+    Ok(calendar::load_dir(&dir)?
         .into_iter()
         .map(|c| (c.name().to_owned(), c))
         .collect())

@@ -4,11 +4,14 @@ use std::time::Duration;
 
 use clap::Args;
 use docket::runtime::clock::SystemClock;
+use docket::runtime::dispatcher::Transport;
 use docket::runtime::embedded;
 use docket::runtime::fault::AbortBeforeDispatch;
+use docket::runtime::redis::{RedisTransport, consume_completions};
 use docket::runtime::service::{self, Settings};
 use docket::store::Store;
-use tokio::sync::watch;
+use docket_workers::redis::RedisSettings;
+use tokio::sync::{mpsc, watch};
 
 use super::cases::Setup;
 use super::store::with_store;
@@ -26,6 +29,13 @@ pub struct Serve {
     /// How often to look for due timers and waiting jobs when idle.
     #[arg(long, default_value = "200ms", value_parser = humantime::parse_duration)]
     poll: Duration,
+    /// Production mode: dispatch to the Redis worker pool instead of
+    /// running workers in this process.
+    #[arg(long, env = "DOCKET_REDIS_URL")]
+    redis_url: Option<String>,
+    /// Prefix of every Redis key (the workers' must match).
+    #[arg(long, env = "DOCKET_REDIS_PREFIX", default_value = "docket")]
+    redis_prefix: String,
 }
 
 impl Serve {
@@ -40,22 +50,57 @@ impl Serve {
                 .orchestrator(store, Arc::new(SystemClock))
                 .await?,
         );
-        // The in-process queue of a previous run is gone: its jobs go back
-        // to the outbox.
-        let requeued = orch.store.requeue_unfinished().await?;
-        tracing::info!(requeued, "embedded mode: workers run in this process");
-        let workers = embedded::start(docket::demo::services::handlers(false), self.concurrency);
-        let (stop, stopped) = watch::channel(false);
         let settings = Settings {
             poll: self.poll,
             window: self.window,
             ..Settings::default()
         };
-        let transport = AbortBeforeDispatch::from_env(workers.transport.clone());
+        let (stop, stopped) = watch::channel(false);
+        let mut background = Vec::new();
+        let (transport, completions): (Arc<dyn Transport>, _) = match &self.redis_url {
+            Some(url) => {
+                let redis = RedisSettings {
+                    prefix: self.redis_prefix.clone(),
+                    ..RedisSettings::default()
+                };
+                let conn = docket_workers::redis::connect(url, &redis).await?;
+                let name = format!(
+                    "orchestrator-{}-{}",
+                    std::process::id(),
+                    uuid::Uuid::now_v7().simple()
+                );
+                background.push(tokio::spawn({
+                    let (orch, conn, redis) = (Arc::clone(&orch), conn.clone(), redis.clone());
+                    async move {
+                        if let Err(e) = consume_completions(orch, conn, redis, name).await {
+                            tracing::error!(error = %e, "the completions consumer stopped");
+                        }
+                    }
+                }));
+                tracing::info!("production mode: dispatching to the Redis worker pool");
+                // Reports arrive through Redis; this channel stays empty.
+                let (_unused, completions) = mpsc::unbounded_channel();
+                (
+                    Arc::new(RedisTransport::new(conn, redis)) as Arc<dyn Transport>,
+                    completions,
+                )
+            }
+            None => {
+                // The in-process queue of a previous run is gone: its jobs
+                // go back to the outbox.
+                let requeued = orch.store.requeue_unfinished().await?;
+                tracing::info!(requeued, "embedded mode: workers run in this process");
+                let workers =
+                    embedded::start(docket::demo::services::handlers(false), self.concurrency);
+                background.push(workers.worker);
+                (workers.transport as Arc<dyn Transport>, workers.completions)
+            }
+        };
+        let transport = AbortBeforeDispatch::from_env(transport);
         let loops = tokio::spawn(service::run(
             Arc::clone(&orch),
             transport,
-            workers.completions,
+            completions,
             stopped,
             settings,
         ));
@@ -63,7 +108,9 @@ impl Serve {
         tracing::info!("shutting down");
         let _ = stop.send(true);
         let _ = tokio::time::timeout(Duration::from_secs(10), loops).await;
-        workers.worker.abort();
+        for task in background {
+            task.abort();
+        }
         Ok(ExitCode::SUCCESS)
     }
 }

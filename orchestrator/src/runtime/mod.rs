@@ -8,6 +8,7 @@
 //! - [`dispatcher`]: moving jobs from the outbox onto the transport.
 //! - [`embedded`]: in-process workers on an in-memory queue.
 //! - [`fault`]: fault injection for the reliability tests.
+//! - [`redis`]: production mode's transport and completions consumer.
 //! - [`service`]: the long-running loops and their shutdown.
 
 pub mod clock;
@@ -15,6 +16,7 @@ pub mod definitions;
 pub mod dispatcher;
 pub mod embedded;
 pub mod fault;
+pub mod redis;
 pub mod service;
 
 use std::collections::BTreeMap;

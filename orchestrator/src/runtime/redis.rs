@@ -1,0 +1,85 @@
+//! Production mode's transport: jobs go to the Redis worker pool, and the
+//! workers' reports come back on the completions queue and are applied
+//! here. Losing every key in Redis loses no case: the outbox and the
+//! attempts' timeout timers are in SQL.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use apalis::prelude::BoxDynError;
+use docket_workers::contract::Job;
+use docket_workers::redis::{self as transport, Completion, RedisSettings};
+use futures_util::future::BoxFuture;
+use redis::aio::ConnectionManager;
+use tokio::sync::Mutex;
+
+use super::dispatcher::{Transport, TransportError};
+use super::{Orchestrator, RuntimeError};
+use crate::store::Store;
+
+/// Pushes jobs onto the per-queue Redis queues.
+#[derive(Debug)]
+pub struct RedisTransport {
+    conn: ConnectionManager,
+    settings: RedisSettings,
+    queues: Mutex<HashMap<String, apalis_redis::RedisStorage<Job>>>,
+}
+
+impl RedisTransport {
+    pub fn new(conn: ConnectionManager, settings: RedisSettings) -> Self {
+        RedisTransport {
+            conn,
+            settings,
+            queues: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl Transport for RedisTransport {
+    fn push(&self, job: Job) -> BoxFuture<'_, Result<(), TransportError>> {
+        Box::pin(async move {
+            let mut storage = {
+                let mut queues = self.queues.lock().await;
+                queues
+                    .entry(job.queue.clone())
+                    .or_insert_with(|| self.settings.jobs(self.conn.clone(), &job.queue))
+                    .clone()
+            };
+            transport::push_job(&mut storage, job)
+                .await
+                .map_err(|e| TransportError(e.to_string()))
+        })
+    }
+}
+
+/// Consumes the completions queue until the process stops, applying each
+/// report to its case. A report that cannot be applied because the
+/// database is away is handed back to apalis to be delivered again.
+pub async fn consume_completions<S: Store>(
+    orch: Arc<Orchestrator<S>>,
+    conn: ConnectionManager,
+    settings: RedisSettings,
+    name: String,
+) -> Result<(), BoxDynError> {
+    let apply = Arc::new(
+        move |c: Completion| -> BoxFuture<'static, Result<(), BoxDynError>> {
+            let orch = Arc::clone(&orch);
+            Box::pin(async move {
+                match orch.complete(&c.attempt_id, c.outcome).await {
+                    Ok(_) => Ok(()),
+                    Err(
+                        e @ (RuntimeError::UnknownCase(_)
+                        | RuntimeError::BadAttemptId(_)
+                        | RuntimeError::Rejected(_)),
+                    ) => {
+                        tracing::warn!(attempt = %c.attempt_id, error = %e, "completion dropped");
+                        Ok(())
+                    }
+                    Err(e) => Err(Box::new(e) as BoxDynError),
+                }
+            })
+        },
+    );
+    let storage = settings.completions(conn);
+    transport::run_completion_consumer(name, storage, &settings, apply).await
+}

@@ -1,0 +1,137 @@
+//! Production mode as deployed: `orchestrator serve` dispatching to Redis,
+//! and a separate `worker` process running the jobs and reporting back
+//! through Redis.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)] // a test that cannot set up must fail
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use docket_tests::{binary, orchestrator, repo, stderr, stdout};
+use serde_json::{Value, json};
+
+fn redis_url() -> Option<String> {
+    match std::env::var("DOCKET_TEST_REDIS_URL") {
+        Ok(url) => Some(url),
+        Err(_) if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("DOCKET_TEST_REDIS_URL is not set: run the suite with ops/test")
+        }
+        Err(_) => {
+            eprintln!(
+                "skipped: DOCKET_TEST_REDIS_URL is not set (start Redis with ops/dev-services)"
+            );
+            None
+        }
+    }
+}
+
+struct Stop(Child);
+
+impl Drop for Stop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_worker_process_runs_the_jobs_of_a_serving_orchestrator() {
+    let Some(redis) = redis_url() else { return };
+    let dir = std::env::temp_dir().join(format!("docket-production-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let database = format!("sqlite:{}", dir.join("docket.sqlite").display());
+    let workflows = repo()
+        .join("tests/fixtures/materials-only")
+        .display()
+        .to_string();
+    let prefix = format!("docket-e2e-{}", std::process::id());
+    let common = ["--database", &database, "--workflows", &workflows];
+
+    let mut cases = Vec::new();
+    for (n, submitted) in [json!(["id_card", "photo"]), json!(["photo"])]
+        .iter()
+        .enumerate()
+    {
+        let input = dir.join(format!("input-{n}.json"));
+        std::fs::write(
+            &input,
+            json!({"category": "study", "submitted": submitted}).to_string(),
+        )
+        .expect("input");
+        let input = input.display().to_string();
+        let mut args = vec!["start", "materials-check", "--input", &input];
+        args.extend(common);
+        let out = orchestrator(&args);
+        assert!(out.status.success(), "{}", stderr(&out));
+        cases.push(stdout(&out).trim().to_owned());
+    }
+
+    let _serve = Stop(
+        Command::new(binary("orchestrator"))
+            .args([
+                "serve",
+                "--poll",
+                "50ms",
+                "--redis-url",
+                &redis,
+                "--redis-prefix",
+                &prefix,
+            ])
+            .args(common)
+            .current_dir(repo())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("serve"),
+    );
+    let _worker = Stop(
+        Command::new(binary("worker"))
+            .args([
+                "--redis-url",
+                &redis,
+                "--prefix",
+                &prefix,
+                "--queues",
+                "materials",
+                "--poll",
+                "50ms",
+            ])
+            .current_dir(repo())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("worker"),
+    );
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut outcomes = Vec::new();
+    for case in &cases {
+        loop {
+            let mut args = vec!["status", case.as_str(), "--json"];
+            args.extend(common);
+            let out = orchestrator(&args);
+            let status: Value = serde_json::from_slice(&out.stdout).expect("status JSON");
+            if status["status"]["status"] == "completed" {
+                outcomes.push(status["status"]["outcome"].clone());
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "case {case} never finished: {status:#}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    assert_eq!(outcomes, [json!("complete"), json!("incomplete")]);
+    let _ = std::fs::remove_dir_all(&dir);
+    // The test's Redis keys all carry its prefix; remove them.
+    let out = Command::new("redis-cli")
+        .args(["-u", &redis, "--scan", "--pattern", &format!("{prefix}:*")])
+        .output();
+    if let Ok(out) = out {
+        for key in String::from_utf8_lossy(&out.stdout).lines() {
+            let _ = Command::new("redis-cli")
+                .args(["-u", &redis, "DEL", key])
+                .output();
+        }
+    }
+}

@@ -1,0 +1,213 @@
+//! The Redis transport: one apalis-redis queue per Docket queue for jobs,
+//! and one queue of completions that the orchestrator consumes.
+//!
+//! apalis-redis 1.0.0's defaults are unsafe for us (measured in
+//! shared/notes/apalis-1.0.md), so every setting is explicit here:
+//! - a worker fetches one job per slot (`batch_size(1)`): with a batch
+//!   larger than its free slots, a busy worker stops heartbeating and
+//!   another worker re-runs all its jobs;
+//! - heartbeats and orphan recovery are tuned to seconds, not minutes;
+//! - idle workers poll every 200 ms instead of waiting for a heartbeat;
+//! - a worker's name is unique per process start: a reused name is refused
+//!   for one heartbeat and hides dead workers from orphan recovery;
+//! - handlers always return `Ok`: the outcome travels on the completions
+//!   queue, and the orchestrator, not apalis, decides about retries
+//!   (apalis-redis would retry up to 25 times on its own).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use apalis::prelude::{BackendExt, BoxDynError, Data, TaskSink, WorkerBuilder, WorkerBuilderExt};
+use apalis_redis::{Config, ConnectionManager, RedisStorage};
+use futures_util::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+
+use crate::contract::{Job, Outcome};
+use crate::pool::{Reporter, Shared, execute};
+
+/// How the pool talks to Redis.
+#[derive(Debug, Clone)]
+pub struct RedisSettings {
+    /// Prefix of every key, so several deployments (or tests) can share a
+    /// Redis without seeing each other's jobs.
+    pub prefix: String,
+    pub heartbeat: Duration,
+    /// Missed heartbeats after which a worker's jobs are recovered.
+    pub missed_heartbeats: usize,
+    pub poll: Duration,
+    /// Timeout of each Redis command.
+    pub response_timeout: Duration,
+}
+
+impl Default for RedisSettings {
+    fn default() -> Self {
+        RedisSettings {
+            prefix: "docket".to_owned(),
+            heartbeat: Duration::from_secs(5),
+            missed_heartbeats: 2,
+            poll: Duration::from_millis(200),
+            response_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A worker's report, as it travels back on the completions queue.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Completion {
+    pub attempt_id: String,
+    pub outcome: Outcome,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RedisError {
+    #[error("cannot connect to Redis")]
+    Connect(#[source] apalis_redis::RedisError),
+    #[error("Redis refused a job")]
+    Push(#[source] BoxDynError),
+}
+
+impl RedisSettings {
+    fn config(&self, queue: &str) -> Config {
+        Config::default()
+            .queue(format!("{}:{queue}", self.prefix))
+            .batch_size(1)
+            .heartbeat_interval(self.heartbeat)
+            .missed_heartbeats(self.missed_heartbeats)
+    }
+
+    /// The apalis queue carrying the jobs of Docket queue `queue`.
+    pub fn jobs(&self, conn: ConnectionManager, queue: &str) -> RedisStorage<Job> {
+        RedisStorage::new(conn).with_config(self.config(&format!("jobs:{queue}")))
+    }
+
+    /// The apalis queue carrying completions back to the orchestrator.
+    pub fn completions(&self, conn: ConnectionManager) -> RedisStorage<Completion> {
+        RedisStorage::new(conn).with_config(self.config("completions"))
+    }
+}
+
+/// Connects with a response timeout, and reconnects on its own after Redis
+/// restarts.
+pub async fn connect(url: &str, settings: &RedisSettings) -> Result<ConnectionManager, RedisError> {
+    let client = apalis_redis::Client::open(url).map_err(RedisError::Connect)?;
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_response_timeout(Some(settings.response_timeout))
+        .set_connection_timeout(Some(settings.response_timeout));
+    ConnectionManager::new_with_config(client, config)
+        .await
+        .map_err(RedisError::Connect)
+}
+
+/// Pushes a job onto its queue.
+pub async fn push_job(storage: &mut RedisStorage<Job>, job: Job) -> Result<(), RedisError> {
+    storage
+        .push(job)
+        .await
+        .map_err(|e| RedisError::Push(Box::new(e)))
+}
+
+/// Reports outcomes by pushing them onto the completions queue.
+#[derive(Debug, Clone)]
+pub struct RedisReporter {
+    completions: RedisStorage<Completion>,
+}
+
+impl RedisReporter {
+    pub fn new(completions: RedisStorage<Completion>) -> Self {
+        RedisReporter { completions }
+    }
+}
+
+impl Reporter for RedisReporter {
+    fn report(&self, attempt_id: String, outcome: Outcome) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let mut completions = self.completions.clone();
+            let completion = Completion {
+                attempt_id,
+                outcome,
+            };
+            // Redis away: the report is lost, and the orchestrator's attempt
+            // timer retries the job. Retrying here could block the slot.
+            if let Err(e) = completions.push(completion).await {
+                tracing::warn!(error = %e, "outcome could not be reported; the attempt will time out");
+            }
+        })
+    }
+}
+
+async fn handle(job: Job, shared: Data<Shared>) -> Result<(), BoxDynError> {
+    execute(job, &shared).await;
+    Ok(())
+}
+
+/// Runs the orchestrator's consumer of the completions queue: `apply`
+/// applies one report; an error hands it back to be delivered again.
+pub async fn run_completion_consumer<F>(
+    name: String,
+    storage: RedisStorage<Completion>,
+    settings: &RedisSettings,
+    apply: Arc<F>,
+) -> Result<(), BoxDynError>
+where
+    F: Fn(Completion) -> BoxFuture<'static, Result<(), BoxDynError>> + Send + Sync + 'static,
+{
+    async fn consume<F>(completion: Completion, apply: Data<Arc<F>>) -> Result<(), BoxDynError>
+    where
+        F: Fn(Completion) -> BoxFuture<'static, Result<(), BoxDynError>> + Send + Sync + 'static,
+    {
+        (apply)(completion).await
+    }
+    WorkerBuilder::new(name)
+        .backend(storage.poll_with_interval(settings.poll))
+        .concurrency(1)
+        .data(apply)
+        .build(consume::<F>)
+        .run()
+        .await
+        .map_err(|e| Box::new(e) as BoxDynError)
+}
+
+/// One queue a worker process serves, and how many of its jobs it runs at
+/// once. Separate slots per queue keep a slow external service from
+/// starving the other queues.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueSlots {
+    pub queue: String,
+    pub concurrency: usize,
+}
+
+/// Runs a worker per queue under one apalis monitor until `shutdown`
+/// resolves; then stops fetching and waits up to `grace` for running jobs.
+/// `worker_id` must be unique per process start.
+pub async fn run_pool<F>(
+    worker_id: &str,
+    conn: ConnectionManager,
+    settings: &RedisSettings,
+    queues: &[QueueSlots],
+    shared: Shared,
+    grace: Duration,
+    shutdown: F,
+) -> Result<(), BoxDynError>
+where
+    F: Future<Output = std::io::Result<()>> + Send,
+{
+    let mut monitor = apalis::prelude::Monitor::new().shutdown_timeout(grace);
+    for slots in queues {
+        let name = format!("{worker_id}:{}", slots.queue);
+        let storage = settings.jobs(conn.clone(), &slots.queue);
+        let poll = settings.poll;
+        let concurrency = slots.concurrency;
+        let shared = shared.clone();
+        monitor = monitor.register(move |_| {
+            WorkerBuilder::new(name.clone())
+                .backend(storage.clone().poll_with_interval(poll))
+                .concurrency(concurrency)
+                .data(shared.clone())
+                .build(handle)
+        });
+    }
+    monitor
+        .run_with_signal(shutdown)
+        .await
+        .map_err(|e| Box::new(e) as BoxDynError)
+}

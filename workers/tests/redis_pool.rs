@@ -1,0 +1,179 @@
+//! The Redis transport against a real Redis: jobs pushed by the
+//! orchestrator's side run on a worker, and every outcome comes back on the
+//! completions queue. Each test uses its own key prefix and deletes its
+//! keys afterwards; it never touches keys it did not create.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)] // a test that cannot set up must fail
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use docket_workers::contract::{JOB_VERSION, Job, Outcome};
+use docket_workers::handlers::Handlers;
+use docket_workers::handlers::materials::MaterialsCheck;
+use docket_workers::pool::Shared;
+use docket_workers::redis::{
+    self as transport, Completion, QueueSlots, RedisReporter, RedisSettings,
+};
+use futures_util::future::BoxFuture;
+use serde_json::json;
+use tokio::sync::mpsc;
+
+/// The Redis the test suite started (`ops/test`, `ops/dev-services`).
+fn redis_url() -> Option<String> {
+    match std::env::var("DOCKET_TEST_REDIS_URL") {
+        Ok(url) => Some(url),
+        Err(_) if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("DOCKET_TEST_REDIS_URL is not set: run the suite with ops/test")
+        }
+        Err(_) => {
+            eprintln!(
+                "skipped: DOCKET_TEST_REDIS_URL is not set (start Redis with ops/dev-services)"
+            );
+            None
+        }
+    }
+}
+
+fn settings() -> RedisSettings {
+    static N: AtomicU32 = AtomicU32::new(0);
+    RedisSettings {
+        prefix: format!(
+            "docket-test-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ),
+        heartbeat: Duration::from_secs(1),
+        poll: Duration::from_millis(50),
+        ..RedisSettings::default()
+    }
+}
+
+async fn delete_keys(url: &str, prefix: &str) {
+    let client = redis::Client::open(url).expect("client");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}:*"))
+        .query_async(&mut conn)
+        .await
+        .expect("keys");
+    if !keys.is_empty() {
+        let _: () = redis::cmd("DEL")
+            .arg(keys)
+            .query_async(&mut conn)
+            .await
+            .expect("del");
+    }
+}
+
+fn job(n: u32, submitted: &[&str]) -> Job {
+    let rules = json!({"documents": [], "always": [{"title": "Photo", "one_of": ["photo"]}], "by_category": {}, "through_agent": []});
+    Job {
+        version: JOB_VERSION,
+        attempt_id: format!("case-{n}/check/1/1"),
+        case_id: format!("case-{n}"),
+        step: "check".into(),
+        attempt: 1,
+        handler: "materials.check".into(),
+        queue: "materials".into(),
+        params:
+            json!({"rules": rules, "category": "x", "through_agent": false, "submitted": submitted})
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+        timeout: Duration::from_secs(5),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_run_on_a_redis_worker_and_outcomes_come_back() {
+    let Some(url) = redis_url() else { return };
+    let settings = settings();
+    let conn = transport::connect(&url, &settings).await.expect("connect");
+    let mut jobs = settings.jobs(conn.clone(), "materials");
+    for n in 0..6 {
+        let submitted: &[&str] = if n % 2 == 0 { &["photo"] } else { &[] };
+        transport::push_job(&mut jobs, job(n, submitted))
+            .await
+            .expect("push");
+    }
+
+    let shared = Shared {
+        handlers: Arc::new(Handlers::new().with("materials.check", MaterialsCheck)),
+        reporter: Arc::new(RedisReporter::new(settings.completions(conn.clone()))),
+    };
+    let worker_settings = settings.clone();
+    let worker_conn = conn.clone();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let worker = tokio::spawn(async move {
+        let queues = [QueueSlots {
+            queue: "materials".into(),
+            concurrency: 2,
+        }];
+        let shutdown = async move {
+            let _ = stopped.await;
+            Ok(())
+        };
+        let id = format!("{}-worker", worker_settings.prefix);
+        transport::run_pool(
+            &id,
+            worker_conn,
+            &worker_settings,
+            &queues,
+            shared,
+            Duration::from_secs(5),
+            shutdown,
+        )
+        .await
+    });
+
+    let (tx, mut rx) = mpsc::unbounded_channel::<Completion>();
+    let apply = Arc::new(
+        move |c: Completion| -> BoxFuture<'static, Result<(), apalis::prelude::BoxDynError>> {
+            let _ = tx.send(c);
+            Box::pin(async { Ok(()) })
+        },
+    );
+    let consumer_settings = settings.clone();
+    let consumer_storage = settings.completions(conn.clone());
+    let consumer = tokio::spawn(async move {
+        transport::run_completion_consumer(
+            format!("{}-orchestrator", consumer_settings.prefix),
+            consumer_storage,
+            &consumer_settings,
+            apply,
+        )
+        .await
+    });
+
+    let mut got = Vec::new();
+    while got.len() < 6 {
+        let c = tokio::time::timeout(Duration::from_secs(20), rx.recv())
+            .await
+            .expect("all six outcomes within 20 s")
+            .expect("channel open");
+        got.push(c);
+    }
+    let _ = stop.send(());
+    tokio::time::timeout(Duration::from_secs(10), worker)
+        .await
+        .expect("the pool stops on its shutdown signal")
+        .expect("pool task")
+        .expect("pool");
+    consumer.abort();
+    delete_keys(&url, &settings.prefix).await;
+
+    got.sort_by(|a, b| a.attempt_id.cmp(&b.attempt_id));
+    for (n, c) in got.iter().enumerate() {
+        assert_eq!(c.attempt_id, format!("case-{n}/check/1/1"));
+        let expected = if n % 2 == 0 { "complete" } else { "incomplete" };
+        assert!(
+            matches!(&c.outcome, Outcome::Succeeded { outcome, .. } if outcome == expected),
+            "{c:?}"
+        );
+    }
+}
