@@ -27,6 +27,19 @@ fn redis_url() -> Option<String> {
 
 struct Stop(Child);
 
+impl Stop {
+    /// Fails the test if the process has exited: it was meant to keep running.
+    fn assert_running(&mut self, what: &str) {
+        if let Ok(Some(status)) = self.0.try_wait() {
+            let mut err = String::new();
+            if let Some(mut stderr) = self.0.stderr.take() {
+                let _ = std::io::Read::read_to_string(&mut stderr, &mut err);
+            }
+            panic!("{what} exited ({status}): {err}");
+        }
+    }
+}
+
 impl Drop for Stop {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -47,6 +60,8 @@ fn a_worker_process_runs_the_jobs_of_a_serving_orchestrator() {
         .to_string();
     let prefix = format!("docket-e2e-{}", std::process::id());
     let common = ["--database", &database, "--workflows", &workflows];
+    // 32 bytes of base64: the key both processes seal and open jobs with.
+    let keys = "test:ZG9ja2V0LXRlc3Qta2V5LTAxMjM0NTY3ODlhYmNkZWY=";
 
     let mut cases = Vec::new();
     for (n, submitted) in [json!(["id_card", "photo"]), json!(["photo"])]
@@ -67,7 +82,7 @@ fn a_worker_process_runs_the_jobs_of_a_serving_orchestrator() {
         cases.push(stdout(&out).trim().to_owned());
     }
 
-    let _serve = Stop(
+    let mut serve = Stop(
         Command::new(binary("orchestrator"))
             .args([
                 "serve",
@@ -78,13 +93,15 @@ fn a_worker_process_runs_the_jobs_of_a_serving_orchestrator() {
                 "--redis-prefix",
                 &prefix,
             ])
+            .args(["--job-keys", keys])
             .args(common)
             .current_dir(repo())
             .stdout(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("serve"),
     );
-    let _worker = Stop(
+    let mut worker = Stop(
         Command::new(binary("worker"))
             .args([
                 "--redis-url",
@@ -96,8 +113,10 @@ fn a_worker_process_runs_the_jobs_of_a_serving_orchestrator() {
                 "--poll",
                 "50ms",
             ])
+            .args(["--job-keys", keys])
             .current_dir(repo())
             .stdout(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("worker"),
     );
@@ -114,6 +133,8 @@ fn a_worker_process_runs_the_jobs_of_a_serving_orchestrator() {
                 outcomes.push(status["status"]["outcome"].clone());
                 break;
             }
+            serve.assert_running("orchestrator serve");
+            worker.assert_running("worker");
             assert!(
                 Instant::now() < deadline,
                 "case {case} never finished: {status:#}"

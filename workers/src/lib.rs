@@ -10,11 +10,19 @@
 //!   attempt reports back ([`contract::Outcome`]).
 //! - [`redis`]: the Redis transport of jobs and completions (apalis-redis,
 //!   with its unsafe defaults replaced).
+//! - [`sealing`]: jobs encrypted for Redis, with rotatable keys.
 //! - [`handlers`]: the handlers, behind one [`handlers::Handler`] trait, and
 //!   the traits of the external services they call.
+//! - [`services`]: HTTP clients of the real-name service and the police
+//!   intranet, and their protocol.
+//! - [`simulator`]: an HTTP simulator of those services, for tests and the
+//!   demo.
 
 pub mod catalog;
 pub mod contract;
 pub mod handlers;
 pub mod pool;
 pub mod redis;
+pub mod sealing;
+pub mod services;
+pub mod simulator;

@@ -8,9 +8,13 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use docket_workers::handlers::Handlers;
+use docket_workers::handlers::identity::{IdentityVerify, IntranetAuthenticate};
 use docket_workers::handlers::materials::MaterialsCheck;
 use docket_workers::pool::Shared;
-use docket_workers::redis::{self as transport, QueueSlots, RedisReporter, RedisSettings};
+use docket_workers::redis::{self as transport, Pool, QueueSlots, RedisReporter, RedisSettings};
+use docket_workers::sealing::Keyring;
+use docket_workers::services::intranet::HttpIntranet;
+use docket_workers::services::realname::HttpRealName;
 
 /// Runs Docket jobs from Redis.
 #[derive(Debug, Parser)]
@@ -41,6 +45,20 @@ struct Args {
     /// How often an idle worker looks for jobs.
     #[arg(long, default_value = "200ms", value_parser = humantime::parse_duration)]
     poll: Duration,
+    /// Keys that open sealed jobs, `ID:BASE64KEY[,…]` newest first (the
+    /// orchestrator's must include the newest); 32-byte keys, e.g. from
+    /// `openssl rand -base64 32`.
+    #[arg(long, env = "DOCKET_JOB_KEYS", hide_env_values = true)]
+    job_keys: String,
+    /// The real-name authentication service (`identity.verify`).
+    #[arg(long, env = "DOCKET_REALNAME_URL")]
+    realname_url: Option<String>,
+    /// The police intranet's authentication service (`intranet.authenticate`).
+    #[arg(long, env = "DOCKET_INTRANET_URL")]
+    intranet_url: Option<String>,
+    /// How long a call to an external service may take.
+    #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
+    service_timeout: Duration,
     /// On SIGTERM or Ctrl-C, how long running jobs may take to finish.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     grace: Duration,
@@ -82,10 +100,25 @@ async fn run(args: Args) -> anyhow::Result<()> {
         poll: args.poll,
         ..RedisSettings::default()
     };
+    let keyring = Keyring::parse(&args.job_keys).context("--job-keys")?;
     let conn = transport::connect(&args.redis_url, &settings)
         .await
         .context("connecting to Redis")?;
-    let handlers = Handlers::new().with("materials.check", MaterialsCheck);
+    // A handler whose service is not configured is not registered: its
+    // jobs fail at once with a reason instead of waiting on nothing.
+    let mut handlers = Handlers::new().with("materials.check", MaterialsCheck);
+    if let Some(url) = &args.realname_url {
+        let service = HttpRealName::new(url, args.service_timeout).context("--realname-url")?;
+        handlers = handlers.with("identity.verify", IdentityVerify::new(Arc::new(service)));
+    }
+    if let Some(url) = &args.intranet_url {
+        let service = HttpIntranet::new(url, args.service_timeout).context("--intranet-url")?;
+        handlers = handlers.with(
+            "intranet.authenticate",
+            IntranetAuthenticate::new(Arc::new(service)),
+        );
+    }
+    tracing::info!(handlers = ?handlers, "handlers registered");
     let shared = Shared {
         handlers: Arc::new(handlers),
         reporter: Arc::new(RedisReporter::new(settings.completions(conn.clone()))),
@@ -107,18 +140,18 @@ async fn run(args: Args) -> anyhow::Result<()> {
         })
         .collect();
     tracing::info!(worker = %worker_id, queues = ?args.queues, "worker started");
-    transport::run_pool(
-        &worker_id,
-        conn,
-        &settings,
-        &queues,
+    let pool = Pool {
+        worker_id: worker_id.clone(),
+        settings,
+        queues,
         shared,
-        args.grace,
-        shutdown_signal(),
-    )
-    .await
-    .map_err(|e| anyhow::anyhow!(e))
-    .context("the worker pool stopped")?;
+        keyring,
+        grace: args.grace,
+    };
+    transport::run_pool(pool, conn, shutdown_signal())
+        .await
+        .map_err(|e| anyhow::anyhow!(e))
+        .context("the worker pool stopped")?;
     tracing::info!(worker = %worker_id, "worker stopped");
     Ok(())
 }

@@ -13,6 +13,8 @@
 //! - handlers always return `Ok`: the outcome travels on the completions
 //!   queue, and the orchestrator, not apalis, decides about retries
 //!   (apalis-redis would retry up to 25 times on its own).
+//! - jobs are sealed ([`crate::sealing`]): Redis never holds personal
+//!   data in clear.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::contract::{Job, Outcome};
 use crate::pool::{Reporter, Shared, execute};
+use crate::sealing::{Keyring, Sealed};
 
 /// How the pool talks to Redis.
 #[derive(Debug, Clone)]
@@ -75,8 +78,8 @@ impl RedisSettings {
             .missed_heartbeats(self.missed_heartbeats)
     }
 
-    /// The apalis queue carrying the jobs of Docket queue `queue`.
-    pub fn jobs(&self, conn: ConnectionManager, queue: &str) -> RedisStorage<Job> {
+    /// The apalis queue carrying the (sealed) jobs of Docket queue `queue`.
+    pub fn jobs(&self, conn: ConnectionManager, queue: &str) -> RedisStorage<Sealed> {
         RedisStorage::new(conn).with_config(self.config(&format!("jobs:{queue}")))
     }
 
@@ -98,10 +101,14 @@ pub async fn connect(url: &str, settings: &RedisSettings) -> Result<ConnectionMa
         .map_err(RedisError::Connect)
 }
 
-/// Pushes a job onto its queue.
-pub async fn push_job(storage: &mut RedisStorage<Job>, job: Job) -> Result<(), RedisError> {
+/// Seals a job and pushes it onto its queue.
+pub async fn push_job(
+    storage: &mut RedisStorage<Sealed>,
+    keyring: &Keyring,
+    job: &Job,
+) -> Result<(), RedisError> {
     storage
-        .push(job)
+        .push(keyring.seal(job))
         .await
         .map_err(|e| RedisError::Push(Box::new(e)))
 }
@@ -135,8 +142,24 @@ impl Reporter for RedisReporter {
     }
 }
 
-async fn handle(job: Job, shared: Data<Shared>) -> Result<(), BoxDynError> {
-    execute(job, &shared).await;
+/// What a Redis worker's tasks share.
+#[derive(Debug, Clone)]
+struct Context {
+    shared: Shared,
+    keyring: Keyring,
+}
+
+async fn handle(sealed: Sealed, ctx: Data<Context>) -> Result<(), BoxDynError> {
+    match ctx.keyring.open(&sealed) {
+        Ok(job) => execute(job, &ctx.shared).await,
+        // A job this worker cannot read fails for good, with the reason;
+        // the worker goes on with the next one.
+        Err(e) => {
+            tracing::warn!(attempt = %sealed.attempt_id, error = %e, "job refused");
+            let outcome = Outcome::permanent("unreadable_job", e.to_string());
+            ctx.shared.reporter.report(sealed.attempt_id, outcome).await;
+        }
+    }
     Ok(())
 }
 
@@ -176,33 +199,45 @@ pub struct QueueSlots {
     pub concurrency: usize,
 }
 
+/// A worker process's pool: what it serves and with what.
+#[derive(Debug, Clone)]
+pub struct Pool {
+    /// Unique per process start.
+    pub worker_id: String,
+    pub settings: RedisSettings,
+    pub queues: Vec<QueueSlots>,
+    pub shared: Shared,
+    pub keyring: Keyring,
+    /// On shutdown, how long running jobs may take to finish.
+    pub grace: Duration,
+}
+
 /// Runs a worker per queue under one apalis monitor until `shutdown`
-/// resolves; then stops fetching and waits up to `grace` for running jobs.
-/// `worker_id` must be unique per process start.
+/// resolves; then stops fetching and waits up to the grace period for
+/// running jobs.
 pub async fn run_pool<F>(
-    worker_id: &str,
+    pool: Pool,
     conn: ConnectionManager,
-    settings: &RedisSettings,
-    queues: &[QueueSlots],
-    shared: Shared,
-    grace: Duration,
     shutdown: F,
 ) -> Result<(), BoxDynError>
 where
     F: Future<Output = std::io::Result<()>> + Send,
 {
-    let mut monitor = apalis::prelude::Monitor::new().shutdown_timeout(grace);
-    for slots in queues {
-        let name = format!("{worker_id}:{}", slots.queue);
-        let storage = settings.jobs(conn.clone(), &slots.queue);
-        let poll = settings.poll;
+    let mut monitor = apalis::prelude::Monitor::new().shutdown_timeout(pool.grace);
+    for slots in &pool.queues {
+        let name = format!("{}:{}", pool.worker_id, slots.queue);
+        let storage = pool.settings.jobs(conn.clone(), &slots.queue);
+        let poll = pool.settings.poll;
         let concurrency = slots.concurrency;
-        let shared = shared.clone();
+        let ctx = Context {
+            shared: pool.shared.clone(),
+            keyring: pool.keyring.clone(),
+        };
         monitor = monitor.register(move |_| {
             WorkerBuilder::new(name.clone())
                 .backend(storage.clone().poll_with_interval(poll))
                 .concurrency(concurrency)
-                .data(shared.clone())
+                .data(ctx.clone())
                 .build(handle)
         });
     }

@@ -14,8 +14,9 @@ use docket_workers::handlers::Handlers;
 use docket_workers::handlers::materials::MaterialsCheck;
 use docket_workers::pool::Shared;
 use docket_workers::redis::{
-    self as transport, Completion, QueueSlots, RedisReporter, RedisSettings,
+    self as transport, Completion, Pool, QueueSlots, RedisReporter, RedisSettings,
 };
+use docket_workers::sealing::Keyring;
 use futures_util::future::BoxFuture;
 use serde_json::json;
 use tokio::sync::mpsc;
@@ -94,13 +95,19 @@ async fn jobs_run_on_a_redis_worker_and_outcomes_come_back() {
     let Some(url) = redis_url() else { return };
     let settings = settings();
     let conn = transport::connect(&url, &settings).await.expect("connect");
+    let keyring = Keyring::ephemeral();
     let mut jobs = settings.jobs(conn.clone(), "materials");
     for n in 0..6 {
         let submitted: &[&str] = if n % 2 == 0 { &["photo"] } else { &[] };
-        transport::push_job(&mut jobs, job(n, submitted))
+        transport::push_job(&mut jobs, &keyring, &job(n, submitted))
             .await
             .expect("push");
     }
+    // One job sealed with a key the worker does not have: refused, reported.
+    let stranger = Keyring::parse(&Keyring::generate("stranger")).expect("key");
+    transport::push_job(&mut jobs, &stranger, &job(6, &[]))
+        .await
+        .expect("push");
 
     let shared = Shared {
         handlers: Arc::new(Handlers::new().with("materials.check", MaterialsCheck)),
@@ -108,6 +115,7 @@ async fn jobs_run_on_a_redis_worker_and_outcomes_come_back() {
     };
     let worker_settings = settings.clone();
     let worker_conn = conn.clone();
+    let worker_keyring = keyring.clone();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let worker = tokio::spawn(async move {
         let queues = [QueueSlots {
@@ -118,17 +126,15 @@ async fn jobs_run_on_a_redis_worker_and_outcomes_come_back() {
             let _ = stopped.await;
             Ok(())
         };
-        let id = format!("{}-worker", worker_settings.prefix);
-        transport::run_pool(
-            &id,
-            worker_conn,
-            &worker_settings,
-            &queues,
+        let pool = Pool {
+            worker_id: format!("{}-worker", worker_settings.prefix),
+            settings: worker_settings,
+            queues: queues.to_vec(),
             shared,
-            Duration::from_secs(5),
-            shutdown,
-        )
-        .await
+            keyring: worker_keyring,
+            grace: Duration::from_secs(5),
+        };
+        transport::run_pool(pool, worker_conn, shutdown).await
     });
 
     let (tx, mut rx) = mpsc::unbounded_channel::<Completion>();
@@ -151,10 +157,10 @@ async fn jobs_run_on_a_redis_worker_and_outcomes_come_back() {
     });
 
     let mut got = Vec::new();
-    while got.len() < 6 {
+    while got.len() < 7 {
         let c = tokio::time::timeout(Duration::from_secs(20), rx.recv())
             .await
-            .expect("all six outcomes within 20 s")
+            .expect("all seven outcomes within 20 s")
             .expect("channel open");
         got.push(c);
     }
@@ -168,6 +174,12 @@ async fn jobs_run_on_a_redis_worker_and_outcomes_come_back() {
     delete_keys(&url, &settings.prefix).await;
 
     got.sort_by(|a, b| a.attempt_id.cmp(&b.attempt_id));
+    let refused = got.pop().expect("seven");
+    assert_eq!(refused.attempt_id, "case-6/check/1/1");
+    assert!(
+        matches!(&refused.outcome, Outcome::Failed { code, retryable: false, message, .. } if code == "unreadable_job" && message.contains("stranger")),
+        "{refused:?}"
+    );
     for (n, c) in got.iter().enumerate() {
         assert_eq!(c.attempt_id, format!("case-{n}/check/1/1"));
         let expected = if n % 2 == 0 { "complete" } else { "incomplete" };

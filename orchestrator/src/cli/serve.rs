@@ -2,6 +2,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
 use clap::Args;
 use docket::runtime::clock::SystemClock;
 use docket::runtime::dispatcher::Transport;
@@ -11,6 +12,7 @@ use docket::runtime::redis::{RedisTransport, consume_completions};
 use docket::runtime::service::{self, Settings};
 use docket::store::Store;
 use docket_workers::redis::RedisSettings;
+use docket_workers::sealing::Keyring;
 use tokio::sync::{mpsc, watch};
 
 use super::cases::Setup;
@@ -36,6 +38,10 @@ pub struct Serve {
     /// Prefix of every Redis key (the workers' must match).
     #[arg(long, env = "DOCKET_REDIS_PREFIX", default_value = "docket")]
     redis_prefix: String,
+    /// Keys that seal jobs for Redis, `ID:BASE64KEY[,…]`, newest first;
+    /// required with `--redis-url`.
+    #[arg(long, env = "DOCKET_JOB_KEYS", hide_env_values = true)]
+    job_keys: Option<String>,
 }
 
 impl Serve {
@@ -57,8 +63,14 @@ impl Serve {
         };
         let (stop, stopped) = watch::channel(false);
         let mut background = Vec::new();
+        let mut simulator = None;
         let (transport, completions): (Arc<dyn Transport>, _) = match &self.redis_url {
             Some(url) => {
+                let keys = self
+                    .job_keys
+                    .as_deref()
+                    .context("production mode needs --job-keys (DOCKET_JOB_KEYS)")?;
+                let keyring = Keyring::parse(keys).context("--job-keys")?;
                 let redis = RedisSettings {
                     prefix: self.redis_prefix.clone(),
                     ..RedisSettings::default()
@@ -81,7 +93,7 @@ impl Serve {
                 // Reports arrive through Redis; this channel stays empty.
                 let (_unused, completions) = mpsc::unbounded_channel();
                 (
-                    Arc::new(RedisTransport::new(conn, redis)) as Arc<dyn Transport>,
+                    Arc::new(RedisTransport::new(conn, redis, keyring)) as Arc<dyn Transport>,
                     completions,
                 )
             }
@@ -90,8 +102,14 @@ impl Serve {
                 // go back to the outbox.
                 let requeued = orch.store.requeue_unfinished().await?;
                 tracing::info!(requeued, "embedded mode: workers run in this process");
-                let workers =
-                    embedded::start(docket::demo::services::handlers(false), self.concurrency);
+                let outbox = Arc::new(docket::demo::services::Outbox::default());
+                let services = docket::demo::services::start(false, outbox).await?;
+                tracing::warn!(
+                    url = %services.simulator.url(),
+                    "embedded mode uses the simulated government services and keeps messages instead of sending them"
+                );
+                let workers = embedded::start(services.handlers, self.concurrency);
+                simulator = Some(services.simulator);
                 background.push(workers.worker);
                 (workers.transport as Arc<dyn Transport>, workers.completions)
             }
@@ -110,6 +128,9 @@ impl Serve {
         let _ = tokio::time::timeout(Duration::from_secs(10), loops).await;
         for task in background {
             task.abort();
+        }
+        if let Some(simulator) = simulator {
+            let _ = simulator.shutdown().await;
         }
         Ok(ExitCode::SUCCESS)
     }

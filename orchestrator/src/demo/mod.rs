@@ -1,11 +1,12 @@
 //! `orchestrator demo`: three residence-permit cases from application to
 //! collection, in one process on one SQLite file, with the real engine,
 //! store, dispatcher and handlers. Simulated applicants and police act at
-//! realistic moments, simulated services answer the handlers, and a manual
+//! realistic moments, Docket's HTTP simulator of the government services
+//! answers the handlers, and a manual
 //! clock jumps to the next scheduled moment, so weeks pass in seconds.
 //!
 //! - `actors`: the scripts of the applicants and the police.
-//! - [`services`]: the simulated identity, intranet and message services.
+//! - [`services`]: the services' simulator over HTTP, and the kept messages.
 //! - [`timeline`]: printing a case's history for people.
 
 mod actors;
@@ -41,6 +42,8 @@ pub enum DemoError {
     Definition(#[from] crate::runtime::definitions::DefinitionError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Services(#[from] services::ServicesError),
     #[error("writing the report failed")]
     Output(#[from] std::io::Error),
 }
@@ -85,8 +88,8 @@ pub async fn run<S: Store>(
         ids: Arc::new(SequentialIds::new("demo")),
     };
     let outbox = Arc::new(services::Outbox::default());
-    let handlers = services::handlers_with(true, Arc::clone(&outbox));
-    let mut embedded = embedded::start(handlers, 8);
+    let services = services::start(true, Arc::clone(&outbox)).await?;
+    let mut embedded = embedded::start(services.handlers, 8);
 
     writeln!(
         out,
@@ -213,6 +216,8 @@ pub async fn run<S: Store>(
         cases.len() - usize::from(!all_as_expected)
     )?;
     embedded.worker.abort();
+    // The demo is over either way; a slow stop of the simulator changes nothing.
+    let _ = services.simulator.shutdown().await;
     Ok(Report { all_as_expected })
 }
 

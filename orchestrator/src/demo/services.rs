@@ -1,85 +1,63 @@
-//! Stand-ins for the government services the handlers call, for the demo
-//! and the embedded mode. They answer in-process; the handlers are the
-//! real ones.
+//! The services the handlers call, for the demo and the embedded mode: the
+//! government services are Docket's HTTP simulator on a loopback port, and
+//! the handlers talk to it over HTTP exactly as to the real services;
+//! messages are kept instead of delivered.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use docket_workers::handlers::Handlers;
-use docket_workers::handlers::identity::{
-    IdentityVerify, IntranetAuthenticate, IntranetService, RealNameService, ServiceError, Verdict,
-};
+use docket_workers::handlers::identity::{IdentityVerify, IntranetAuthenticate};
 use docket_workers::handlers::materials::MaterialsCheck;
 use docket_workers::handlers::notify::{DeliveryError, Message, Messenger, Notify};
+use docket_workers::services::intranet::HttpIntranet;
+use docket_workers::services::realname::HttpRealName;
+use docket_workers::simulator::{Behaviour, RunningSimulator, Simulator, SimulatorError};
 use futures_util::future::BoxFuture;
 
-/// The real-name authentication service. With `down_at_first`, its first
-/// call finds it down, so the demo shows a retry with backoff.
-#[derive(Debug, Default)]
-pub struct RealName {
-    was_down: AtomicBool,
+/// How long a call to the simulated services may take.
+const SERVICE_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServicesError {
+    #[error(transparent)]
+    Simulator(#[from] SimulatorError),
+    #[error(transparent)]
+    Client(#[from] docket_workers::services::http::ClientError),
 }
 
-impl RealName {
-    pub fn new(down_at_first: bool) -> Self {
-        RealName {
-            was_down: AtomicBool::new(!down_at_first),
-        }
-    }
+/// The handlers and the simulator they talk to; the simulator stops when
+/// this is dropped.
+#[derive(Debug)]
+pub struct Services {
+    pub handlers: Handlers,
+    pub simulator: RunningSimulator,
 }
 
-impl RealNameService for RealName {
-    fn verify<'a>(
-        &'a self,
-        _: &'a str,
-        _: &'a str,
-        _: &'a str,
-    ) -> BoxFuture<'a, Result<Verdict, ServiceError>> {
-        Box::pin(async move {
-            if !self.was_down.swap(true, Ordering::SeqCst) {
-                return Err(ServiceError::Unavailable("maintenance window".to_owned()));
-            }
-            Ok(Verdict::Confirmed)
-        })
-    }
-}
-
-/// The police intranet: confirms every identity.
-#[derive(Debug, Default)]
-pub struct Intranet;
-
-impl IntranetService for Intranet {
-    fn authenticate<'a>(
-        &'a self,
-        _: &'a str,
-        _: &'a str,
-        _: &'a str,
-        _: &'a str,
-    ) -> BoxFuture<'a, Result<Verdict, ServiceError>> {
-        Box::pin(async { Ok(Verdict::Confirmed) })
-    }
-}
-
-/// The handlers of the embedded mode, on the simulated services. `outbox`
-/// receives the messages.
-pub fn handlers_with(down_at_first: bool, outbox: Arc<Outbox>) -> Handlers {
-    Handlers::new()
+/// Starts the simulator and the handlers that call it. With
+/// `down_at_first`, the real-name service's first answer is `503`, so the
+/// demo shows a retry with backoff. `outbox` receives the messages.
+pub async fn start(down_at_first: bool, outbox: Arc<Outbox>) -> Result<Services, ServicesError> {
+    let mut behaviour = Behaviour::default();
+    behaviour.realname.unavailable_next = u32::from(down_at_first);
+    let simulator = Simulator::start(([127, 0, 0, 1], 0).into(), behaviour).await?;
+    let url = simulator.url();
+    let handlers = Handlers::new()
         .with(
             "identity.verify",
-            IdentityVerify::new(Arc::new(RealName::new(down_at_first))),
+            IdentityVerify::new(Arc::new(HttpRealName::new(&url, SERVICE_TIMEOUT)?)),
         )
         .with(
             "intranet.authenticate",
-            IntranetAuthenticate::new(Arc::new(Intranet)),
+            IntranetAuthenticate::new(Arc::new(HttpIntranet::new(&url, SERVICE_TIMEOUT)?)),
         )
         .with("materials.check", MaterialsCheck)
         .with("notify.email", Notify::email(Arc::clone(&outbox) as _))
-        .with("notify.webhook", Notify::webhook(outbox as _))
-}
-
-/// [`handlers_with`] keeping the messages in a fresh outbox.
-pub fn handlers(down_at_first: bool) -> Handlers {
-    handlers_with(down_at_first, Arc::new(Outbox::default()))
+        .with("notify.webhook", Notify::webhook(outbox as _));
+    Ok(Services {
+        handlers,
+        simulator,
+    })
 }
 
 /// Keeps every message instead of delivering it.

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use apalis::prelude::BoxDynError;
 use docket_workers::contract::Job;
 use docket_workers::redis::{self as transport, Completion, RedisSettings};
+use docket_workers::sealing::{Keyring, Sealed};
 use futures_util::future::BoxFuture;
 use redis::aio::ConnectionManager;
 use tokio::sync::Mutex;
@@ -22,14 +23,16 @@ use crate::store::Store;
 pub struct RedisTransport {
     conn: ConnectionManager,
     settings: RedisSettings,
-    queues: Mutex<HashMap<String, apalis_redis::RedisStorage<Job>>>,
+    keyring: Keyring,
+    queues: Mutex<HashMap<String, apalis_redis::RedisStorage<Sealed>>>,
 }
 
 impl RedisTransport {
-    pub fn new(conn: ConnectionManager, settings: RedisSettings) -> Self {
+    pub fn new(conn: ConnectionManager, settings: RedisSettings, keyring: Keyring) -> Self {
         RedisTransport {
             conn,
             settings,
+            keyring,
             queues: Mutex::new(HashMap::new()),
         }
     }
@@ -45,7 +48,7 @@ impl Transport for RedisTransport {
                     .or_insert_with(|| self.settings.jobs(self.conn.clone(), &job.queue))
                     .clone()
             };
-            transport::push_job(&mut storage, job)
+            transport::push_job(&mut storage, &self.keyring, &job)
                 .await
                 .map_err(|e| TransportError(e.to_string()))
         })
