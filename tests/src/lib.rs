@@ -26,6 +26,8 @@ pub fn binary(name: &str) -> PathBuf {
             "orchestrator",
             "--bin",
             "worker",
+            "--bin",
+            "docket-simulator",
         ]);
         if !cfg!(debug_assertions) {
             cmd.arg("--release");

@@ -1,0 +1,224 @@
+//! The Redis worker pool under faults, on a Redis server this test starts
+//! and owns: a worker killed in the middle of a job has the job recovered
+//! by another worker within seconds.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)] // a test that cannot set up must fail
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use docket_tests::{binary, orchestrator, repo, stderr, stdout};
+use serde_json::{Value, json};
+
+struct Stop(Child);
+
+impl Drop for Stop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// A private Redis, or `None` when this machine has no redis-server (the
+/// test suite installs it; by hand it may be missing).
+fn private_redis(dir: &std::path::Path) -> Option<(Stop, String)> {
+    let port = free_port();
+    let child = Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .arg("--dir")
+        .arg(dir)
+        .stdout(Stdio::null())
+        .spawn();
+    let child = match child {
+        Ok(c) => Stop(c),
+        Err(_) if std::env::var("CI").as_deref() != Ok("true") => {
+            eprintln!("skipped: no redis-server on this machine");
+            return None;
+        }
+        Err(e) => panic!("cannot start redis-server: {e}"),
+    };
+    let url = format!("redis://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        let ping = Command::new("redis-cli")
+            .args(["-p", &port.to_string(), "ping"])
+            .output();
+        if ping.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "PONG") {
+            return Some((child, url));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("redis-server did not answer on port {port}");
+}
+
+fn status(common: &[&str], case: &str) -> Value {
+    let mut args = vec!["status", case, "--json"];
+    args.extend(common);
+    let out = orchestrator(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    serde_json::from_slice(&out.stdout).expect("status JSON")
+}
+
+#[test]
+fn a_job_of_a_killed_worker_is_recovered_by_another_within_seconds() {
+    let dir = std::env::temp_dir().join(format!("docket-pool-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let Some((_redis, redis)) = private_redis(&dir) else {
+        return;
+    };
+    let database = format!("sqlite:{}", dir.join("docket.sqlite").display());
+    let common = ["--database", database.as_str()];
+    let keys = "test:ZG9ja2V0LXRlc3Qta2V5LTAxMjM0NTY3ODlhYmNkZWY=";
+
+    // The real-name service answers after 4 s: long enough to kill a
+    // worker in the middle of the job.
+    let sim_port = free_port();
+    let _simulator = Stop(
+        Command::new(binary("docket-simulator"))
+            .args([
+                "--listen",
+                &format!("127.0.0.1:{sim_port}"),
+                "--delay",
+                "4s",
+            ])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("simulator"),
+    );
+    let sim = format!("http://127.0.0.1:{sim_port}");
+
+    let input = dir.join("input.json");
+    std::fs::write(
+        &input,
+        json!({
+            "applicant_name": "陈明", "id_number": "11010519491231002X", "phone": "13800000001",
+            "wechat_openid": "wx-test", "category": "employment", "through_agent": false
+        })
+        .to_string(),
+    )
+    .expect("input");
+    let input = input.display().to_string();
+    let mut args = vec!["start", "residence-permit", "--input", &input];
+    args.extend(common);
+    let out = orchestrator(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let case = stdout(&out).trim().to_owned();
+
+    let _serve = Stop(
+        Command::new(binary("orchestrator"))
+            .args([
+                "serve",
+                "--poll",
+                "50ms",
+                "--redis-url",
+                &redis,
+                "--job-keys",
+                keys,
+            ])
+            .args(common)
+            .current_dir(repo())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("serve"),
+    );
+    let worker = |name: &str| {
+        Stop(
+            Command::new(binary("worker"))
+                .args([
+                    "--redis-url",
+                    &redis,
+                    "--job-keys",
+                    keys,
+                    "--realname-url",
+                    &sim,
+                ])
+                .args([
+                    "--queues",
+                    "identity",
+                    "--poll",
+                    "50ms",
+                    "--heartbeat",
+                    "1s",
+                    "--missed-heartbeats",
+                    "2",
+                ])
+                .env("DOCKET_LOG", "warn")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap_or_else(|e| panic!("{name}: {e}")),
+        )
+    };
+
+    let first = worker("first");
+    // Wait until the first worker holds the job, then kill it mid-call.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let s = status(&common, &case);
+        assert_eq!(s["step"], "verify_identity", "{s:#}");
+        let out = Command::new("redis-cli")
+            .args([
+                "-u",
+                &redis,
+                "--scan",
+                "--pattern",
+                "docket:jobs:identity:inflight:*",
+            ])
+            .output()
+            .expect("redis-cli");
+        if !String::from_utf8_lossy(&out.stdout).trim().is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no worker took the job");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let killed_at = Instant::now();
+    drop(first);
+
+    let _second = worker("second");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let s = status(&common, &case);
+        if s["step"] == "await_address" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the job was never recovered: {s:#}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let recovered = killed_at.elapsed();
+    eprintln!("recovered {:.1} s after the kill", recovered.as_secs_f64());
+    // Far below the attempt's 2-minute timeout: orphan recovery, not the timer.
+    assert!(recovered < Duration::from_secs(60));
+    let mut args = vec!["history", case.as_str(), "--json"];
+    args.extend(common);
+    let history: Vec<Value> = serde_json::from_slice(&orchestrator(&args).stdout).expect("history");
+    let succeeded = history
+        .iter()
+        .filter(|r| r["event"]["type"] == "attempt_succeeded")
+        .count();
+    assert_eq!(succeeded, 1, "the step completed exactly once");
+    let _ = std::fs::remove_dir_all(&dir);
+}
