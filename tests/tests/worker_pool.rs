@@ -222,3 +222,127 @@ fn a_job_of_a_killed_worker_is_recovered_by_another_within_seconds() {
     assert_eq!(succeeded, 1, "the step completed exactly once");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+fn start_case(common: &[&str], dir: &std::path::Path, n: u32) -> String {
+    let input = dir.join(format!("input-{n}.json"));
+    std::fs::write(
+        &input,
+        json!({
+            "applicant_name": "陈明", "id_number": "11010519491231002X", "phone": "13800000001",
+            "wechat_openid": "wx-test", "category": "employment", "through_agent": false
+        })
+        .to_string(),
+    )
+    .expect("input");
+    let input = input.display().to_string();
+    let mut args = vec!["start", "residence-permit", "--input", &input];
+    args.extend(common);
+    let out = orchestrator(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    stdout(&out).trim().to_owned()
+}
+
+fn wait_for_step(common: &[&str], case: &str, step: &str, within: Duration) -> Duration {
+    let start = Instant::now();
+    loop {
+        let s = status(common, case);
+        if s["step"] == step {
+            return start.elapsed();
+        }
+        assert!(start.elapsed() < within, "case never reached {step}: {s:#}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn the_pool_keeps_working_after_redis_stalls_longer_than_its_timeouts() {
+    let dir = std::env::temp_dir().join(format!("docket-stall-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let Some((redis_process, redis)) = private_redis(&dir) else {
+        return;
+    };
+    let database = format!("sqlite:{}", dir.join("docket.sqlite").display());
+    let common = ["--database", database.as_str()];
+    let keys = "test:ZG9ja2V0LXRlc3Qta2V5LTAxMjM0NTY3ODlhYmNkZWY=";
+    let sim_port = free_port();
+    let _simulator = Stop(
+        Command::new(binary("docket-simulator"))
+            .args(["--listen", &format!("127.0.0.1:{sim_port}")])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("simulator"),
+    );
+    let sim = format!("http://127.0.0.1:{sim_port}");
+    let _serve = Stop(
+        Command::new(binary("orchestrator"))
+            .args([
+                "serve",
+                "--poll",
+                "50ms",
+                "--redis-url",
+                &redis,
+                "--job-keys",
+                keys,
+            ])
+            .args(common)
+            .current_dir(repo())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("serve"),
+    );
+    let _worker = Stop(
+        Command::new(binary("worker"))
+            .args([
+                "--redis-url",
+                &redis,
+                "--job-keys",
+                keys,
+                "--realname-url",
+                &sim,
+            ])
+            .args([
+                "--queues",
+                "identity",
+                "--poll",
+                "50ms",
+                "--heartbeat",
+                "1s",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("worker"),
+    );
+
+    let before = start_case(&common, &dir, 1);
+    wait_for_step(&common, &before, "await_address", Duration::from_secs(30));
+
+    // Redis stops answering for 8 s: longer than the 5 s response timeout
+    // of every client.
+    let pid = redis_process.0.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-STOP", &pid])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    std::thread::sleep(Duration::from_secs(8));
+    assert!(
+        Command::new("kill")
+            .args(["-CONT", &pid])
+            .status()
+            .expect("kill")
+            .success()
+    );
+
+    let after = start_case(&common, &dir, 2);
+    let took = wait_for_step(&common, &after, "await_address", Duration::from_secs(60));
+    eprintln!(
+        "a case started after the stall finished its first step in {:.1} s",
+        took.as_secs_f64()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

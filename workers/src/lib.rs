@@ -13,6 +13,8 @@
 //! - [`sealing`]: jobs encrypted for Redis, with rotatable keys.
 //! - [`handlers`]: the handlers, behind one [`handlers::Handler`] trait, and
 //!   the traits of the external services they call.
+//! - [`delivery`]: how `notify.*` messages leave: SMTP (pooled, TLS when
+//!   configured) and webhook POSTs, each keyed by the attempt id.
 //! - [`services`]: HTTP clients of the real-name service and the police
 //!   intranet, and their protocol.
 //! - [`simulator`]: an HTTP simulator of those services, for tests and the
@@ -20,6 +22,7 @@
 
 pub mod catalog;
 pub mod contract;
+pub mod delivery;
 pub mod handlers;
 pub mod pool;
 pub mod redis;

@@ -23,6 +23,7 @@ use apalis::prelude::{BackendExt, BoxDynError, Data, TaskSink, WorkerBuilder, Wo
 use apalis_redis::{Config, ConnectionManager, RedisStorage};
 use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
 
 use crate::contract::{Job, Outcome};
 use crate::pool::{Reporter, Shared, execute};
@@ -167,9 +168,10 @@ async fn handle(sealed: Sealed, ctx: Data<Context>) -> Result<(), BoxDynError> {
 /// applies one report; an error hands it back to be delivered again.
 pub async fn run_completion_consumer<F>(
     name: String,
-    storage: RedisStorage<Completion>,
+    conn: ConnectionManager,
     settings: &RedisSettings,
     apply: Arc<F>,
+    stopped: watch::Receiver<bool>,
 ) -> Result<(), BoxDynError>
 where
     F: Fn(Completion) -> BoxFuture<'static, Result<(), BoxDynError>> + Send + Sync + 'static,
@@ -180,14 +182,72 @@ where
     {
         (apply)(completion).await
     }
-    WorkerBuilder::new(name)
-        .backend(storage.poll_with_interval(settings.poll))
-        .concurrency(1)
-        .data(apply)
-        .build(consume::<F>)
-        .run()
-        .await
-        .map_err(|e| Box::new(e) as BoxDynError)
+    supervise("completions consumer", stopped, |generation, stopped| {
+        let name = format!("{name}-{generation}");
+        let storage = settings.completions(conn.clone());
+        let poll = settings.poll;
+        let apply = Arc::clone(&apply);
+        // Without a shutdown timeout, apalis's monitor keeps waiting for the
+        // signal after its worker has died, and would never be restarted.
+        apalis::prelude::Monitor::new()
+            .shutdown_timeout(Duration::from_secs(10))
+            .register(move |_| {
+                WorkerBuilder::new(name.clone())
+                    .backend(storage.clone().poll_with_interval(poll))
+                    .concurrency(1)
+                    .data(Arc::clone(&apply))
+                    .build(consume::<F>)
+            })
+            .run_with_signal(until(stopped))
+    })
+    .await
+}
+
+/// Resolves when `stopped` turns true (or its sender is gone).
+async fn until(mut stopped: watch::Receiver<bool>) -> std::io::Result<()> {
+    let _ = stopped.wait_for(|s| *s).await;
+    Ok(())
+}
+
+/// Runs `run` again whenever it ends before `stopped` turns true.
+///
+/// An apalis worker ends for good when one poll of Redis fails (a Redis
+/// restart, or a stall longer than the response timeout), and its process
+/// would carry on doing nothing. Each restart takes a fresh worker name:
+/// apalis-redis refuses a name that heartbeated recently, and the jobs the
+/// ended worker held are recovered once its heartbeats are missed.
+async fn supervise<Fut, E>(
+    what: &str,
+    stopped: watch::Receiver<bool>,
+    mut run: impl FnMut(u32, watch::Receiver<bool>) -> Fut,
+) -> Result<(), BoxDynError>
+where
+    Fut: Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    const FIRST_PAUSE: Duration = Duration::from_secs(1);
+    const LONGEST_PAUSE: Duration = Duration::from_secs(30);
+    let mut pause = FIRST_PAUSE;
+    for generation in 0.. {
+        let started = tokio::time::Instant::now();
+        let result = run(generation, stopped.clone()).await;
+        if *stopped.borrow() {
+            return Ok(());
+        }
+        match result {
+            Ok(()) => tracing::error!(what, generation, "stopped on its own; restarting"),
+            Err(e) => tracing::error!(what, generation, error = %e, "failed; restarting"),
+        }
+        if started.elapsed() > LONGEST_PAUSE * 2 {
+            pause = FIRST_PAUSE;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = until(stopped.clone()) => return Ok(()),
+        }
+        pause = (pause * 2).min(LONGEST_PAUSE);
+    }
+    Ok(())
 }
 
 /// One queue a worker process serves, and how many of its jobs it runs at
@@ -214,35 +274,40 @@ pub struct Pool {
 
 /// Runs a worker per queue under one apalis monitor until `shutdown`
 /// resolves; then stops fetching and waits up to the grace period for
-/// running jobs.
+/// running jobs. A monitor that stops on its own (Redis away) is restarted.
 pub async fn run_pool<F>(
     pool: Pool,
     conn: ConnectionManager,
     shutdown: F,
 ) -> Result<(), BoxDynError>
 where
-    F: Future<Output = std::io::Result<()>> + Send,
+    F: Future<Output = std::io::Result<()>> + Send + 'static,
 {
-    let mut monitor = apalis::prelude::Monitor::new().shutdown_timeout(pool.grace);
-    for slots in &pool.queues {
-        let name = format!("{}:{}", pool.worker_id, slots.queue);
-        let storage = pool.settings.jobs(conn.clone(), &slots.queue);
-        let poll = pool.settings.poll;
-        let concurrency = slots.concurrency;
-        let ctx = Context {
-            shared: pool.shared.clone(),
-            keyring: pool.keyring.clone(),
-        };
-        monitor = monitor.register(move |_| {
-            WorkerBuilder::new(name.clone())
-                .backend(storage.clone().poll_with_interval(poll))
-                .concurrency(concurrency)
-                .data(ctx.clone())
-                .build(handle)
-        });
-    }
-    monitor
-        .run_with_signal(shutdown)
-        .await
-        .map_err(|e| Box::new(e) as BoxDynError)
+    let (stop, stopped) = watch::channel(false);
+    tokio::spawn(async move {
+        let _ = shutdown.await;
+        let _ = stop.send(true);
+    });
+    supervise("worker pool", stopped, |generation, stopped| {
+        let mut monitor = apalis::prelude::Monitor::new().shutdown_timeout(pool.grace);
+        for slots in &pool.queues {
+            let name = format!("{}-{generation}:{}", pool.worker_id, slots.queue);
+            let storage = pool.settings.jobs(conn.clone(), &slots.queue);
+            let poll = pool.settings.poll;
+            let concurrency = slots.concurrency;
+            let ctx = Context {
+                shared: pool.shared.clone(),
+                keyring: pool.keyring.clone(),
+            };
+            monitor = monitor.register(move |_| {
+                WorkerBuilder::new(name.clone())
+                    .backend(storage.clone().poll_with_interval(poll))
+                    .concurrency(concurrency)
+                    .data(ctx.clone())
+                    .build(handle)
+            });
+        }
+        monitor.run_with_signal(until(stopped))
+    })
+    .await
 }

@@ -145,13 +145,15 @@ async fn jobs_run_on_a_redis_worker_and_outcomes_come_back() {
         },
     );
     let consumer_settings = settings.clone();
-    let consumer_storage = settings.completions(conn.clone());
+    let consumer_conn = conn.clone();
+    let (stop_consumer, consumer_stopped) = tokio::sync::watch::channel(false);
     let consumer = tokio::spawn(async move {
         transport::run_completion_consumer(
             format!("{}-orchestrator", consumer_settings.prefix),
-            consumer_storage,
+            consumer_conn,
             &consumer_settings,
             apply,
+            consumer_stopped,
         )
         .await
     });
@@ -170,7 +172,12 @@ async fn jobs_run_on_a_redis_worker_and_outcomes_come_back() {
         .expect("the pool stops on its shutdown signal")
         .expect("pool task")
         .expect("pool");
-    consumer.abort();
+    let _ = stop_consumer.send(true);
+    tokio::time::timeout(Duration::from_secs(15), consumer)
+        .await
+        .expect("the consumer stops on its signal")
+        .expect("consumer task")
+        .expect("consumer");
     delete_keys(&url, &settings.prefix).await;
 
     got.sort_by(|a, b| a.attempt_id.cmp(&b.attempt_id));

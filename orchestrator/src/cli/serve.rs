@@ -83,8 +83,10 @@ impl Serve {
                 );
                 background.push(tokio::spawn({
                     let (orch, conn, redis) = (Arc::clone(&orch), conn.clone(), redis.clone());
+                    let stopped = stopped.clone();
                     async move {
-                        if let Err(e) = consume_completions(orch, conn, redis, name).await {
+                        if let Err(e) = consume_completions(orch, conn, redis, name, stopped).await
+                        {
                             tracing::error!(error = %e, "the completions consumer stopped");
                         }
                     }

@@ -12,7 +12,7 @@ use docket_workers::redis::{self as transport, Completion, RedisSettings};
 use docket_workers::sealing::{Keyring, Sealed};
 use futures_util::future::BoxFuture;
 use redis::aio::ConnectionManager;
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, watch};
 
 use super::dispatcher::{Transport, TransportError};
 use super::{Orchestrator, RuntimeError};
@@ -55,14 +55,15 @@ impl Transport for RedisTransport {
     }
 }
 
-/// Consumes the completions queue until the process stops, applying each
-/// report to its case. A report that cannot be applied because the
+/// Consumes the completions queue until `stopped` turns true, applying
+/// each report to its case. A report that cannot be applied because the
 /// database is away is handed back to apalis to be delivered again.
 pub async fn consume_completions<S: Store>(
     orch: Arc<Orchestrator<S>>,
     conn: ConnectionManager,
     settings: RedisSettings,
     name: String,
+    stopped: watch::Receiver<bool>,
 ) -> Result<(), BoxDynError> {
     let apply = Arc::new(
         move |c: Completion| -> BoxFuture<'static, Result<(), BoxDynError>> {
@@ -83,6 +84,5 @@ pub async fn consume_completions<S: Store>(
             })
         },
     );
-    let storage = settings.completions(conn);
-    transport::run_completion_consumer(name, storage, &settings, apply).await
+    transport::run_completion_consumer(name, conn, &settings, apply, stopped).await
 }

@@ -171,8 +171,22 @@ async fn write(
 
 impl Store for SqliteStore {
     async fn migrate(&self) -> Result<(), StoreError> {
-        MIGRATOR.run(&self.pool).await?;
-        Ok(())
+        // Two processes opening a new file at once (`serve` and a CLI
+        // command) both see no migration applied; the loser's `CREATE`
+        // then fails on the winner's tables. SQLite has no advisory lock
+        // for sqlx to take, so look again: by then the winner's migration
+        // is recorded and there is nothing left to do.
+        let mut tries = 0;
+        loop {
+            match MIGRATOR.run(&self.pool).await {
+                Ok(()) => return Ok(()),
+                Err(_) if tries < 3 => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(200 * tries)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 
     async fn deploy(
