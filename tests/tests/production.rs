@@ -25,6 +25,44 @@ fn redis_url() -> Option<String> {
     }
 }
 
+/// The test SMTP server (`ops/test`): its address and where mail lands.
+fn smtp_server() -> Option<(String, String)> {
+    match (
+        std::env::var("DOCKET_TEST_SMTP_ADDR"),
+        std::env::var("DOCKET_TEST_SMTP_DIR"),
+    ) {
+        (Ok(addr), Ok(dir)) => Some((addr, dir)),
+        _ if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("DOCKET_TEST_SMTP_ADDR is not set: run the suite with ops/test")
+        }
+        _ => {
+            eprintln!(
+                "no test SMTP server: the email is not checked (start one with ops/dev-services)"
+            );
+            None
+        }
+    }
+}
+
+fn smtp_args(smtp: &Option<(String, String)>) -> Vec<String> {
+    let Some((addr, _)) = smtp else {
+        return Vec::new();
+    };
+    let (host, port) = addr.rsplit_once(':').expect("HOST:PORT");
+    [
+        "--smtp-host",
+        host,
+        "--smtp-port",
+        port,
+        "--smtp-tls",
+        "none",
+        "--smtp-from",
+        "docket@test.invalid",
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
 struct Stop(Child);
 
 impl Stop {
@@ -59,6 +97,8 @@ fn a_worker_process_runs_the_jobs_of_a_serving_orchestrator() {
         .display()
         .to_string();
     let prefix = format!("docket-e2e-{}", std::process::id());
+    let Some(smtp) = smtp_server() else { return };
+    let smtp = Some(smtp);
     let common = ["--database", &database, "--workflows", &workflows];
     // 32 bytes of base64: the key both processes seal and open jobs with.
     let keys = "test:ZG9ja2V0LXRlc3Qta2V5LTAxMjM0NTY3ODlhYmNkZWY=";
@@ -93,7 +133,7 @@ fn a_worker_process_runs_the_jobs_of_a_serving_orchestrator() {
                 "--redis-prefix",
                 &prefix,
             ])
-            .args(["--job-keys", keys])
+            .args(["--job-keys", keys, "--contact", "station=desk@station.test"])
             .args(common)
             .current_dir(repo())
             .stdout(Stdio::null())
@@ -103,17 +143,10 @@ fn a_worker_process_runs_the_jobs_of_a_serving_orchestrator() {
     );
     let mut worker = Stop(
         Command::new(binary("worker"))
-            .args([
-                "--redis-url",
-                &redis,
-                "--prefix",
-                &prefix,
-                "--queues",
-                "materials",
-                "--poll",
-                "50ms",
-            ])
+            .args(["--redis-url", &redis, "--prefix", &prefix, "--poll", "50ms"])
             .args(["--job-keys", keys])
+            .args(["--queues", "materials,notify"])
+            .args(smtp_args(&smtp))
             .current_dir(repo())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -143,6 +176,26 @@ fn a_worker_process_runs_the_jobs_of_a_serving_orchestrator() {
         }
     }
     assert_eq!(outcomes, [json!("complete"), json!("incomplete")]);
+    // The complete case emailed the station through the real SMTP server.
+    if let Some((_, maildir)) = &smtp {
+        let received: Vec<String> = std::fs::read_dir(std::path::Path::new(maildir).join("new"))
+            .expect("maildir")
+            .filter_map(Result::ok)
+            .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+            .filter(|m| m.contains(&cases[0]))
+            .collect();
+        assert_eq!(received.len(), 1, "one email about {}", cases[0]);
+        assert!(
+            received[0].contains("X-RcptTo: desk@station.test"),
+            "{}",
+            received[0]
+        );
+        assert!(
+            received[0].contains(&format!("X-Docket-Attempt: {}/tell_station/", cases[0])),
+            "{}",
+            received[0]
+        );
+    }
     let _ = std::fs::remove_dir_all(&dir);
     // The test's Redis keys all carry its prefix; remove them.
     let out = Command::new("redis-cli")

@@ -7,9 +7,12 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use docket_workers::delivery::smtp::{SmtpCredentials, SmtpMessenger, SmtpSettings, SmtpTls};
+use docket_workers::delivery::webhook::WebhookMessenger;
 use docket_workers::handlers::Handlers;
 use docket_workers::handlers::identity::{IdentityVerify, IntranetAuthenticate};
 use docket_workers::handlers::materials::MaterialsCheck;
+use docket_workers::handlers::notify::Notify;
 use docket_workers::pool::Shared;
 use docket_workers::redis::{self as transport, Pool, QueueSlots, RedisReporter, RedisSettings};
 use docket_workers::sealing::Keyring;
@@ -59,6 +62,25 @@ struct Args {
     /// How long a call to an external service may take.
     #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
     service_timeout: Duration,
+    /// The mail server for `notify.email`.
+    #[arg(long, env = "DOCKET_SMTP_HOST")]
+    smtp_host: Option<String>,
+    /// Its port; default: the usual one for the TLS mode.
+    #[arg(long, env = "DOCKET_SMTP_PORT")]
+    smtp_port: Option<u16>,
+    /// `none`, `starttls` (required) or `tls`.
+    #[arg(long, env = "DOCKET_SMTP_TLS", default_value = "starttls")]
+    smtp_tls: SmtpTls,
+    /// The sender address of Docket's emails.
+    #[arg(long, env = "DOCKET_SMTP_FROM", default_value = "docket@localhost")]
+    smtp_from: String,
+    #[arg(long, env = "DOCKET_SMTP_USER")]
+    smtp_user: Option<String>,
+    #[arg(long, env = "DOCKET_SMTP_PASSWORD", hide_env_values = true)]
+    smtp_password: Option<String>,
+    /// The service-account message channel for `notify.webhook`.
+    #[arg(long, env = "DOCKET_WEBHOOK_URL")]
+    webhook_url: Option<String>,
     /// On SIGTERM or Ctrl-C, how long running jobs may take to finish.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     grace: Duration,
@@ -117,6 +139,25 @@ async fn run(args: Args) -> anyhow::Result<()> {
             "intranet.authenticate",
             IntranetAuthenticate::new(Arc::new(service)),
         );
+    }
+    if let Some(host) = &args.smtp_host {
+        let mut smtp = SmtpSettings::new(host.clone(), args.smtp_tls, args.smtp_from.clone());
+        if let Some(port) = args.smtp_port {
+            smtp.port = port;
+        }
+        smtp.timeout = args.service_timeout;
+        if let (Some(user), Some(password)) = (&args.smtp_user, &args.smtp_password) {
+            smtp.credentials = Some(SmtpCredentials {
+                user: user.clone(),
+                password: password.clone(),
+            });
+        }
+        let mailer = SmtpMessenger::new(smtp).context("--smtp-host")?;
+        handlers = handlers.with("notify.email", Notify::email(Arc::new(mailer)));
+    }
+    if let Some(url) = &args.webhook_url {
+        let webhook = WebhookMessenger::new(url, args.service_timeout).context("--webhook-url")?;
+        handlers = handlers.with("notify.webhook", Notify::webhook(Arc::new(webhook)));
     }
     tracing::info!(handlers = ?handlers, "handlers registered");
     let shared = Shared {
