@@ -81,6 +81,9 @@ struct Args {
     /// The service-account message channel for `notify.webhook`.
     #[arg(long, env = "DOCKET_WEBHOOK_URL")]
     webhook_url: Option<String>,
+    /// How often finished jobs are swept out of Redis.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    sweep_every: Duration,
     /// On SIGTERM or Ctrl-C, how long running jobs may take to finish.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     grace: Duration,
@@ -181,6 +184,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
         })
         .collect();
     tracing::info!(worker = %worker_id, queues = ?args.queues, "worker started");
+    let (stop_sweeping, sweeping_stopped) = tokio::sync::watch::channel(false);
+    let sweeper = tokio::spawn(transport::sweep_periodically(
+        conn.clone(),
+        settings.clone(),
+        queues.iter().map(|q| q.queue.clone()).collect(),
+        args.sweep_every,
+        sweeping_stopped,
+    ));
     let pool = Pool {
         worker_id: worker_id.clone(),
         settings,
@@ -193,6 +204,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!(e))
         .context("the worker pool stopped")?;
+    let _ = stop_sweeping.send(true);
+    let _ = sweeper.await;
     tracing::info!(worker = %worker_id, "worker stopped");
     Ok(())
 }

@@ -68,6 +68,8 @@ pub enum RedisError {
     Connect(#[source] apalis_redis::RedisError),
     #[error("Redis refused a job")]
     Push(#[source] BoxDynError),
+    #[error("finished jobs could not be swept from Redis")]
+    Sweep(#[source] BoxDynError),
 }
 
 impl RedisSettings {
@@ -311,3 +313,63 @@ where
     })
     .await
 }
+
+/// Removes what finished jobs leave behind in one queue: their data and
+/// metadata (apalis's vacuum), and their ids in the `done` set, which
+/// apalis never trims. Without this, Redis memory grows with every job
+/// ever run. Returns how many finished jobs were removed.
+pub async fn sweep<T>(
+    storage: &mut RedisStorage<T>,
+    conn: &mut ConnectionManager,
+) -> Result<usize, RedisError>
+where
+    RedisStorage<T>:
+        apalis_core::backend::Vacuum + apalis::prelude::Backend<Error = apalis_redis::Error>,
+{
+    use apalis_core::backend::Vacuum;
+    let removed = storage
+        .vacuum()
+        .await
+        .map_err(|e| RedisError::Sweep(Box::new(e)))?;
+    // The done set only feeds apalis's own dashboards; finished jobs are
+    // found through their metadata, which the vacuum above has read.
+    let done = storage.get_config().done_jobs_set();
+    let _: () = redis::cmd("DEL")
+        .arg(done)
+        .query_async(conn)
+        .await
+        .map_err(|e| RedisError::Sweep(Box::new(e)))?;
+    Ok(removed)
+}
+
+/// Sweeps `queues` every `every` until `stopped` turns true. A failed sweep
+/// is logged and tried again next time.
+pub async fn sweep_periodically(
+    conn: ConnectionManager,
+    settings: RedisSettings,
+    queues: Vec<String>,
+    every: Duration,
+    stopped: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = until(stopped.clone()) => return,
+        }
+        for queue in &queues {
+            let mut conn = conn.clone();
+            let result = if queue == COMPLETIONS {
+                sweep(&mut settings.completions(conn.clone()), &mut conn).await
+            } else {
+                sweep(&mut settings.jobs(conn.clone(), queue), &mut conn).await
+            };
+            match result {
+                Ok(removed) => tracing::debug!(queue, removed, "swept finished jobs"),
+                Err(e) => tracing::warn!(queue, error = %e, "sweep failed; trying again later"),
+            }
+        }
+    }
+}
+
+/// The name [`sweep_periodically`] knows the completions queue by.
+pub const COMPLETIONS: &str = "completions";

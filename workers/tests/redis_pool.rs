@@ -178,6 +178,33 @@ async fn jobs_run_on_a_redis_worker_and_outcomes_come_back() {
         .expect("the consumer stops on its signal")
         .expect("consumer task")
         .expect("consumer");
+    // Nothing of the finished jobs stays in Redis after a sweep.
+    let mut sweeper = conn.clone();
+    let removed = transport::sweep(&mut settings.jobs(conn.clone(), "materials"), &mut sweeper)
+        .await
+        .expect("sweep jobs");
+    assert_eq!(removed, 7);
+    transport::sweep(&mut settings.completions(conn.clone()), &mut sweeper)
+        .await
+        .expect("sweep completions");
+    let client = redis::Client::open(url.as_str()).expect("client");
+    let mut raw = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    for queue in ["jobs:materials", "completions"] {
+        let data: usize = redis::cmd("HLEN")
+            .arg(format!("{}:{queue}:data", settings.prefix))
+            .query_async(&mut raw)
+            .await
+            .expect("hlen");
+        let done: bool = redis::cmd("EXISTS")
+            .arg(format!("{}:{queue}:done", settings.prefix))
+            .query_async(&mut raw)
+            .await
+            .expect("exists");
+        assert_eq!((data, done), (0, false), "{queue}");
+    }
     delete_keys(&url, &settings.prefix).await;
 
     got.sort_by(|a, b| a.attempt_id.cmp(&b.attempt_id));

@@ -91,6 +91,13 @@ impl Serve {
                         }
                     }
                 }));
+                background.push(tokio::spawn(docket_workers::redis::sweep_periodically(
+                    conn.clone(),
+                    redis.clone(),
+                    vec![docket_workers::redis::COMPLETIONS.to_owned()],
+                    Duration::from_secs(60),
+                    stopped.clone(),
+                )));
                 tracing::info!("production mode: dispatching to the Redis worker pool");
                 // Reports arrive through Redis; this channel stays empty.
                 let (_unused, completions) = mpsc::unbounded_channel();
