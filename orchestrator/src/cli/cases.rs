@@ -15,7 +15,7 @@ use docket::engine::{Command, Data};
 use docket::runtime::Orchestrator;
 use docket::runtime::clock::{Clock, SystemClock, UuidGen};
 use docket::runtime::definitions::Registry;
-use docket::store::{Lock, Store, Updated};
+use docket::store::{CaseFilter, Lock, Store, Updated};
 
 use super::store::{DatabaseArgs, with_store};
 
@@ -131,6 +131,23 @@ pub enum CaseCommand {
         #[command(flatten)]
         common: Common,
     },
+    /// List cases, newest first.
+    Cases {
+        #[arg(long)]
+        workflow: Option<String>,
+        /// `active`, `completed` or `cancelled`.
+        #[arg(long)]
+        status: Option<String>,
+        /// Cases at this step.
+        #[arg(long)]
+        step: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        common: Common,
+    },
     /// Show a case's history.
     History {
         case: String,
@@ -164,6 +181,7 @@ impl CaseCommand {
             | CaseCommand::Signal { common, .. }
             | CaseCommand::Status { common, .. }
             | CaseCommand::History { common, .. }
+            | CaseCommand::Cases { common, .. }
             | CaseCommand::Cancel { common, .. }
             | CaseCommand::Retry { common, .. } => common,
         }
@@ -213,6 +231,34 @@ impl CaseCommand {
             }
             CaseCommand::Status { case, json, .. } => return status(&orch, case, *json).await,
             CaseCommand::History { case, json, .. } => return history(&orch, case, *json).await,
+            CaseCommand::Cases {
+                workflow,
+                status,
+                step,
+                limit,
+                json,
+                ..
+            } => {
+                let filter = CaseFilter {
+                    workflow: workflow.clone(),
+                    status: status.clone(),
+                    step: step.clone(),
+                    limit: Some(*limit),
+                };
+                let cases = orch.store.cases(&filter).await?;
+                if *json {
+                    println!("{}", serde_json::to_string_pretty(&cases)?);
+                } else {
+                    for c in &cases {
+                        let outcome = c.outcome.as_deref().unwrap_or("");
+                        println!(
+                            "{}  {} v{}  {:<10} {:<28} {outcome}",
+                            c.id, c.workflow, c.version, c.status, c.step
+                        );
+                    }
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
         };
         if let Updated::Written(decision) = applied {
             println!(
