@@ -5,7 +5,7 @@
 #![allow(clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output};
 use std::sync::OnceLock;
 
 /// The repository's top folder.
@@ -64,3 +64,119 @@ pub fn stdout(out: &Output) -> String {
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
+
+/// A child process that is killed when dropped, so a failing test leaves
+/// nothing running.
+#[derive(Debug)]
+pub struct Stop(pub Child);
+
+impl Stop {
+    /// Fails the test if the process has exited: it was meant to keep
+    /// running. Shows what it wrote to a piped stderr.
+    pub fn assert_running(&mut self, what: &str) {
+        if let Ok(Some(status)) = self.0.try_wait() {
+            let mut err = String::new();
+            if let Some(mut stderr) = self.0.stderr.take() {
+                let _ = std::io::Read::read_to_string(&mut stderr, &mut err);
+            }
+            panic!("{what} exited ({status}): {err}");
+        }
+    }
+}
+
+impl Drop for Stop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A setting the test suite provides (`ops/test`, `ops/dev-services`).
+/// Missing in CI is a failure; by hand, the test is skipped with a notice.
+pub fn suite_env(name: &str) -> Option<String> {
+    match std::env::var(name) {
+        Ok(value) => Some(value),
+        Err(_) if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("{name} is not set: run the suite with ops/test")
+        }
+        Err(_) => {
+            eprintln!("skipped: {name} is not set (start the servers with ops/dev-services)");
+            None
+        }
+    }
+}
+
+/// A Redis server of the test's own, in `dir`, with its URL; `None` when
+/// this machine has no redis-server (the suite installs it; by hand it
+/// may be missing).
+pub fn private_redis(dir: &Path) -> Option<(Stop, String)> {
+    let port = free_port();
+    let child = Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .arg("--dir")
+        .arg(dir)
+        .stdout(std::process::Stdio::null())
+        .spawn();
+    let child = match child {
+        Ok(c) => Stop(c),
+        Err(_) if std::env::var("CI").as_deref() != Ok("true") => {
+            eprintln!("skipped: no redis-server on this machine");
+            return None;
+        }
+        Err(e) => panic!("cannot start redis-server: {e}"),
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::time::Instant::now() < deadline {
+        let ping = Command::new("redis-cli")
+            .args(["-p", &port.to_string(), "ping"])
+            .output();
+        if ping.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "PONG") {
+            return Some((child, format!("redis://127.0.0.1:{port}")));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("redis-server did not answer on port {port}");
+}
+
+/// Docket's simulator of the government services on a free loopback port,
+/// answering after `delay` (e.g. `"0s"`), with its base URL.
+pub fn simulator(delay: &str) -> (Stop, String) {
+    let port = free_port();
+    let child = Command::new(binary("docket-simulator"))
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--delay", delay])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("start docket-simulator");
+    let child = Stop(child);
+    // Wait until it listens: a first call refused would be retried only
+    // after the retry policy's backoff.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "docket-simulator did not listen on {port}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    (child, format!("http://127.0.0.1:{port}"))
+}
+
+/// The key both `serve` and `worker` seal jobs with in tests.
+pub const TEST_JOB_KEYS: &str = "test:ZG9ja2V0LXRlc3Qta2V5LTAxMjM0NTY3ODlhYmNkZWY=";

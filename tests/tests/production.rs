@@ -4,26 +4,11 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a test that cannot set up must fail
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use docket_tests::{binary, orchestrator, repo, stderr, stdout};
+use docket_tests::{Stop, TEST_JOB_KEYS, binary, orchestrator, repo, stderr, stdout, suite_env};
 use serde_json::{Value, json};
-
-fn redis_url() -> Option<String> {
-    match std::env::var("DOCKET_TEST_REDIS_URL") {
-        Ok(url) => Some(url),
-        Err(_) if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!("DOCKET_TEST_REDIS_URL is not set: run the suite with ops/test")
-        }
-        Err(_) => {
-            eprintln!(
-                "skipped: DOCKET_TEST_REDIS_URL is not set (start Redis with ops/dev-services)"
-            );
-            None
-        }
-    }
-}
 
 /// The test SMTP server (`ops/test`): its address and where mail lands.
 fn smtp_server() -> Option<(String, String)> {
@@ -63,31 +48,11 @@ fn smtp_args(smtp: &Option<(String, String)>) -> Vec<String> {
     .to_vec()
 }
 
-struct Stop(Child);
-
-impl Stop {
-    /// Fails the test if the process has exited: it was meant to keep running.
-    fn assert_running(&mut self, what: &str) {
-        if let Ok(Some(status)) = self.0.try_wait() {
-            let mut err = String::new();
-            if let Some(mut stderr) = self.0.stderr.take() {
-                let _ = std::io::Read::read_to_string(&mut stderr, &mut err);
-            }
-            panic!("{what} exited ({status}): {err}");
-        }
-    }
-}
-
-impl Drop for Stop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn a_worker_process_runs_the_jobs_of_a_serving_orchestrator() {
-    let Some(redis) = redis_url() else { return };
+    let Some(redis) = suite_env("DOCKET_TEST_REDIS_URL") else {
+        return;
+    };
     let dir = std::env::temp_dir().join(format!("docket-production-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("temp dir");
@@ -101,7 +66,7 @@ fn a_worker_process_runs_the_jobs_of_a_serving_orchestrator() {
     let smtp = Some(smtp);
     let common = ["--database", &database, "--workflows", &workflows];
     // 32 bytes of base64: the key both processes seal and open jobs with.
-    let keys = "test:ZG9ja2V0LXRlc3Qta2V5LTAxMjM0NTY3ODlhYmNkZWY=";
+    let keys = TEST_JOB_KEYS;
 
     let mut cases = Vec::new();
     for (n, submitted) in [json!(["id_card", "photo"]), json!(["photo"])]

@@ -8,43 +8,16 @@
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use docket_tests::{binary, orchestrator, repo, stderr, stdout};
+use docket_tests::{
+    Stop, TEST_JOB_KEYS, binary, orchestrator, private_redis, repo, simulator, stderr, stdout,
+    suite_env,
+};
 use serde_json::{Value, json};
 
 const CASES: usize = 50;
-
-struct Stop(Child);
-
-impl Drop for Stop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
-fn env_or_skip(name: &str) -> Option<String> {
-    match std::env::var(name) {
-        Ok(v) => Some(v),
-        Err(_) if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!("{name} is not set: run the suite with ops/test")
-        }
-        Err(_) => {
-            eprintln!("skipped: {name} is not set (start the servers with ops/dev-services)");
-            None
-        }
-    }
-}
 
 /// A webhook receiver that accepts every message (the service-account
 /// channel stand-in).
@@ -158,7 +131,7 @@ fn worker(redis: &str, keys: &str, sim: &str, webhook: &str, log: &std::path::Pa
 
 #[test]
 fn fifty_cases_run_on_postgres_redis_and_two_workers_one_of_them_killed() {
-    let Some(pg) = env_or_skip("DOCKET_TEST_DATABASE_URL") else {
+    let Some(pg) = suite_env("DOCKET_TEST_DATABASE_URL") else {
         return;
     };
     let dir = std::env::temp_dir().join(format!("docket-scale-{}", std::process::id()));
@@ -186,43 +159,12 @@ fn fifty_cases_run_on_postgres_redis_and_two_workers_one_of_them_killed() {
     let common = ["--database", database.as_str()];
 
     // Our own Redis, so the kill cannot disturb other tests.
-    let redis_port = free_port();
-    let _redis = Stop(
-        Command::new("redis-server")
-            .args([
-                "--port",
-                &redis_port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .arg("--dir")
-            .arg(&dir)
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server"),
-    );
-    let redis = format!("redis://127.0.0.1:{redis_port}");
-    let sim_port = free_port();
-    let _simulator = Stop(
-        Command::new(binary("docket-simulator"))
-            .args([
-                "--listen",
-                &format!("127.0.0.1:{sim_port}"),
-                "--delay",
-                "200ms",
-            ])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("simulator"),
-    );
-    let sim = format!("http://127.0.0.1:{sim_port}");
+    let Some((_redis, redis)) = private_redis(&dir) else {
+        return;
+    };
+    let (_simulator, sim) = simulator("200ms");
     let webhook = webhook_sink();
-    let keys = "test:ZG9ja2V0LXRlc3Qta2V5LTAxMjM0NTY3ODlhYmNkZWY=";
-    std::thread::sleep(Duration::from_millis(500));
+    let keys = TEST_JOB_KEYS;
 
     let serve = Stop(
         Command::new(binary("orchestrator"))

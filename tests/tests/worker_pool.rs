@@ -4,70 +4,13 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a test that cannot set up must fail
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use docket_tests::{binary, orchestrator, repo, stderr, stdout};
+use docket_tests::{
+    Stop, TEST_JOB_KEYS, binary, orchestrator, private_redis, repo, simulator, stderr, stdout,
+};
 use serde_json::{Value, json};
-
-struct Stop(Child);
-
-impl Drop for Stop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
-/// A private Redis, or `None` when this machine has no redis-server (the
-/// test suite installs it; by hand it may be missing).
-fn private_redis(dir: &std::path::Path) -> Option<(Stop, String)> {
-    let port = free_port();
-    let child = Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .arg("--dir")
-        .arg(dir)
-        .stdout(Stdio::null())
-        .spawn();
-    let child = match child {
-        Ok(c) => Stop(c),
-        Err(_) if std::env::var("CI").as_deref() != Ok("true") => {
-            eprintln!("skipped: no redis-server on this machine");
-            return None;
-        }
-        Err(e) => panic!("cannot start redis-server: {e}"),
-    };
-    let url = format!("redis://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        let ping = Command::new("redis-cli")
-            .args(["-p", &port.to_string(), "ping"])
-            .output();
-        if ping.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "PONG") {
-            return Some((child, url));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("redis-server did not answer on port {port}");
-}
 
 fn status(common: &[&str], case: &str) -> Value {
     let mut args = vec!["status", case, "--json"];
@@ -87,24 +30,11 @@ fn a_job_of_a_killed_worker_is_recovered_by_another_within_seconds() {
     };
     let database = format!("sqlite:{}", dir.join("docket.sqlite").display());
     let common = ["--database", database.as_str()];
-    let keys = "test:ZG9ja2V0LXRlc3Qta2V5LTAxMjM0NTY3ODlhYmNkZWY=";
+    let keys = TEST_JOB_KEYS;
 
     // The real-name service answers after 4 s: long enough to kill a
     // worker in the middle of the job.
-    let sim_port = free_port();
-    let _simulator = Stop(
-        Command::new(binary("docket-simulator"))
-            .args([
-                "--listen",
-                &format!("127.0.0.1:{sim_port}"),
-                "--delay",
-                "4s",
-            ])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("simulator"),
-    );
-    let sim = format!("http://127.0.0.1:{sim_port}");
+    let (_simulator, sim) = simulator("4s");
 
     let input = dir.join("input.json");
     std::fs::write(
@@ -264,16 +194,8 @@ fn the_pool_keeps_working_after_redis_stalls_longer_than_its_timeouts() {
     };
     let database = format!("sqlite:{}", dir.join("docket.sqlite").display());
     let common = ["--database", database.as_str()];
-    let keys = "test:ZG9ja2V0LXRlc3Qta2V5LTAxMjM0NTY3ODlhYmNkZWY=";
-    let sim_port = free_port();
-    let _simulator = Stop(
-        Command::new(binary("docket-simulator"))
-            .args(["--listen", &format!("127.0.0.1:{sim_port}")])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("simulator"),
-    );
-    let sim = format!("http://127.0.0.1:{sim_port}");
+    let keys = TEST_JOB_KEYS;
+    let (_simulator, sim) = simulator("0s");
     let _serve = Stop(
         Command::new(binary("orchestrator"))
             .args([
