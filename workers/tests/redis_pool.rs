@@ -223,3 +223,103 @@ async fn jobs_run_on_a_redis_worker_and_outcomes_come_back() {
         );
     }
 }
+
+/// A handler for a service that takes its time.
+#[derive(Debug)]
+struct Slow(Duration);
+
+impl docket_workers::handlers::Handler for Slow {
+    fn run<'a>(&'a self, _: &'a Job) -> BoxFuture<'a, Outcome> {
+        Box::pin(async move {
+            tokio::time::sleep(self.0).await;
+            Outcome::succeeded("verified")
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_service_does_not_hold_up_other_queues() {
+    let Some(url) = redis_url() else { return };
+    let settings = settings();
+    let conn = transport::connect(&url, &settings).await.expect("connect");
+    let keyring = Keyring::ephemeral();
+    let mut identity = settings.jobs(conn.clone(), "identity");
+    let mut materials = settings.jobs(conn.clone(), "materials");
+    for n in 0..3 {
+        let mut slow = job(100 + n, &[]);
+        slow.handler = "identity.verify".into();
+        slow.queue = "identity".into();
+        slow.attempt_id = format!("slow-{n}/verify/1/1");
+        transport::push_job(&mut identity, &keyring, &slow)
+            .await
+            .expect("push");
+    }
+    for n in 0..3 {
+        transport::push_job(&mut materials, &keyring, &job(n, &["photo"]))
+            .await
+            .expect("push");
+    }
+    let (tx, mut rx) = mpsc::unbounded_channel::<Completion>();
+    #[derive(Debug)]
+    struct Forward(mpsc::UnboundedSender<Completion>);
+    impl docket_workers::pool::Reporter for Forward {
+        fn report(&self, attempt_id: String, outcome: Outcome) -> BoxFuture<'_, ()> {
+            let _ = self.0.send(Completion {
+                attempt_id,
+                outcome,
+            });
+            Box::pin(async {})
+        }
+    }
+    let shared = Shared {
+        handlers: Arc::new(
+            Handlers::new()
+                .with("materials.check", MaterialsCheck)
+                .with("identity.verify", Slow(Duration::from_secs(3))),
+        ),
+        reporter: Arc::new(Forward(tx)),
+    };
+    let pool = Pool {
+        worker_id: format!("{}-worker", settings.prefix),
+        settings: settings.clone(),
+        queues: vec![
+            QueueSlots {
+                queue: "identity".into(),
+                concurrency: 1,
+            },
+            QueueSlots {
+                queue: "materials".into(),
+                concurrency: 2,
+            },
+        ],
+        shared,
+        keyring,
+        grace: Duration::from_secs(1),
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let worker = tokio::spawn(transport::run_pool(pool, conn.clone(), async move {
+        let _ = stopped.await;
+        Ok(())
+    }));
+    // Identity jobs take 3 s each, one at a time; the materials checks
+    // must not wait behind them.
+    let started = std::time::Instant::now();
+    let mut checks = 0;
+    while checks < 3 {
+        let c = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .expect("outcomes keep coming")
+            .expect("channel open");
+        if c.attempt_id.starts_with("case-") {
+            checks += 1;
+        }
+    }
+    let took = started.elapsed();
+    let _ = stop.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(10), worker).await;
+    delete_keys(&url, &settings.prefix).await;
+    assert!(
+        took < Duration::from_secs(3),
+        "the materials checks waited {took:?} behind the slow service"
+    );
+}
