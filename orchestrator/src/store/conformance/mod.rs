@@ -1,0 +1,247 @@
+//! One suite every [`Store`] must pass, written once as generic async
+//! functions and run by the thin runners at the bottom on SQLite (in
+//! memory) and on PostgreSQL (a fresh database per test, from
+//! `#[sqlx::test]`, which reads `DATABASE_URL`).
+//!
+//! The decisions written are the real engine's, on the residence-permit
+//! workflow, so the store is tested with what it will be given.
+
+use std::future::Future;
+use std::path::Path;
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use docket_workers::contract::Outcome;
+use serde_json::json;
+
+use super::postgres::PgStore;
+use super::sqlite::SqliteStore;
+use super::{CaseFilter, DefinitionRecord, Lock, Store, StoreError, Updated};
+use crate::engine::{self, Command, Decision, Effect, Job, Rejection};
+use crate::testing::{ctx, input};
+
+// --- fixtures ------------------------------------------------------------
+
+/// 2026-03-02 09:00 in Shanghai, a Monday.
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 3, 2, 1, 0, 0)
+        .single()
+        .expect("a valid time")
+}
+
+/// Far enough ahead that every timer is due.
+fn far() -> DateTime<Utc> {
+    t0() + Duration::days(3650)
+}
+
+/// Writing rows by hand, as a bug or an operator at a console would: what
+/// the suite needs besides the trait.
+pub(crate) trait Tamper: Store + Clone {
+    /// Runs `sql` with `$1` bound to `case_id`; returns the rows affected.
+    fn tamper(
+        &self,
+        sql: &'static str,
+        case_id: &str,
+    ) -> impl Future<Output = Result<u64, sqlx::Error>> + Send;
+}
+
+impl Tamper for SqliteStore {
+    async fn tamper(&self, sql: &'static str, case_id: &str) -> Result<u64, sqlx::Error> {
+        let done = sqlx::query(sql).bind(case_id).execute(self.pool()).await?;
+        Ok(done.rows_affected())
+    }
+}
+
+impl Tamper for PgStore {
+    async fn tamper(&self, sql: &'static str, case_id: &str) -> Result<u64, sqlx::Error> {
+        let done = sqlx::query(sql).bind(case_id).execute(self.pool()).await?;
+        Ok(done.rows_affected())
+    }
+}
+
+async fn deployed<S: Store>(store: &S) -> DefinitionRecord {
+    store
+        .deploy("residence-permit", 1, "hash-1", "source v1", t0())
+        .await
+        .expect("deploy")
+}
+
+/// Starts a case with the engine and stores its first decision.
+async fn started<S: Store>(
+    store: &S,
+    case_id: &str,
+    through_agent: bool,
+    now: DateTime<Utc>,
+) -> Decision {
+    let definition = deployed(store).await;
+    let decision = engine::start(ctx(now), case_id, input(through_agent)).expect("start");
+    store
+        .insert_case(definition.id, &decision, "test:operator", now)
+        .await
+        .expect("insert the case");
+    decision
+}
+
+/// Applies `command` with the engine under the case's lock.
+async fn apply<S: Store>(
+    store: &S,
+    case_id: &str,
+    command: Command,
+    now: DateTime<Utc>,
+) -> Result<Updated, StoreError> {
+    store
+        .update_case(case_id, Lock::Wait, "test:actor", now, |record| {
+            engine::decide(ctx(now), &record.state, command)
+        })
+        .await
+}
+
+fn complete(attempt_id: &str, outcome: &str) -> Command {
+    Command::Complete {
+        attempt_id: attempt_id.to_owned(),
+        outcome: Outcome::succeeded(outcome),
+    }
+}
+
+/// The one job a decision enqueues.
+fn job(decision: &Decision) -> &Job {
+    let jobs: Vec<&Job> = decision
+        .effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Enqueue(job) => Some(job),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(jobs.len(), 1, "{:?}", decision.effects);
+    jobs[0]
+}
+
+fn written(updated: Updated) -> Decision {
+    match updated {
+        Updated::Written(decision) => decision,
+        other => panic!("expected a written decision, got {other:?}"),
+    }
+}
+
+async fn kinds<S: Store>(store: &S, case_id: &str) -> Vec<&'static str> {
+    store
+        .history(case_id)
+        .await
+        .expect("history")
+        .iter()
+        .map(|r| r.event.kind())
+        .collect()
+}
+
+async fn state<S: Store>(store: &S, case_id: &str) -> engine::CaseState {
+    store
+        .case(case_id)
+        .await
+        .expect("read")
+        .expect("a case")
+        .state
+}
+
+/// The case's rows in `timers`, as (id, due), sorted.
+async fn timer_rows<S: Store>(store: &S, case_id: &str) -> Vec<(String, DateTime<Utc>)> {
+    let mut rows: Vec<_> = store
+        .due_timers(far(), 10_000)
+        .await
+        .expect("timers")
+        .into_iter()
+        .filter(|t| t.case_id == case_id)
+        .map(|t| (t.id, t.due))
+        .collect();
+    rows.sort();
+    rows
+}
+
+async fn assert_timers_follow_state<S: Store>(store: &S, case_id: &str) {
+    let expected: Vec<_> = state(store, case_id)
+        .await
+        .timers
+        .values()
+        .map(|t| (t.id.clone(), t.due))
+        .collect();
+    assert_eq!(
+        timer_rows(store, case_id).await,
+        expected,
+        "timers of {case_id}"
+    );
+}
+
+mod specific;
+mod suite;
+
+use specific::*;
+use suite::*;
+
+// --- runners ----------------------------------------------------------------
+
+/// Runs each suite function on both stores.
+macro_rules! conformance {
+    ($($test:ident),* $(,)?) => {
+        mod sqlite {
+            use super::*;
+            $(
+                #[tokio::test]
+                async fn $test() {
+                    let store = SqliteStore::in_memory().await.expect("open");
+                    store.migrate().await.expect("migrate");
+                    super::$test(&store).await;
+                }
+            )*
+
+            #[tokio::test]
+            async fn a_database_file_is_created_and_kept() {
+                let dir = std::env::temp_dir()
+                    .join(format!("docket-store-{}", std::process::id()));
+                std::fs::create_dir_all(&dir).expect("a temporary directory");
+                super::a_database_file_is_created_and_kept(&dir).await;
+                std::fs::remove_dir_all(&dir).expect("clean up");
+            }
+        }
+
+        mod postgres {
+            use super::*;
+            $(
+                #[sqlx::test(migrations = false)]
+                async fn $test(pool: sqlx::PgPool) {
+                    let store = PgStore::new(pool);
+                    store.migrate().await.expect("migrate");
+                    super::$test(&store).await;
+                }
+            )*
+
+            #[sqlx::test(migrations = false)]
+            async fn updates_of_one_case_wait_for_each_other(pool: sqlx::PgPool) {
+                let store = PgStore::new(pool);
+                store.migrate().await.expect("migrate");
+                super::updates_of_one_case_wait_for_each_other(&store).await;
+            }
+
+            #[sqlx::test(migrations = false)]
+            async fn skip_locked_reports_busy(pool: sqlx::PgPool) {
+                let store = PgStore::new(pool);
+                store.migrate().await.expect("migrate");
+                super::skip_locked_reports_busy(&store).await;
+            }
+        }
+    };
+}
+
+conformance!(
+    migrations_run_twice_harmlessly,
+    deploy_is_idempotent_by_hash,
+    insert_case_writes_history_jobs_and_timers,
+    a_completion_continues_the_history_and_enqueues_the_next_job,
+    a_rejected_command_writes_nothing,
+    a_noop_decision_writes_nothing,
+    a_duplicate_completion_is_recorded_once,
+    the_timers_table_follows_the_state,
+    due_timers_come_earliest_first,
+    jobs_go_out_and_come_back,
+    corrupt_rows_are_reported_not_panicked,
+    cases_are_listed_newest_first,
+    concurrent_completions_apply_once,
+);
