@@ -180,3 +180,25 @@ pub fn simulator(delay: &str) -> (Stop, String) {
 
 /// The key both `serve` and `worker` seal jobs with in tests.
 pub const TEST_JOB_KEYS: &str = "test:ZG9ja2V0LXRlc3Qta2V5LTAxMjM0NTY3ODlhYmNkZWY=";
+
+/// `orchestrator serve` in production mode on `redis`, sealing jobs with
+/// [`TEST_JOB_KEYS`]; `extra` adds flags (database, workflows, contacts …).
+pub fn serve_on_redis(redis: &str, extra: &[&str]) -> Stop {
+    let child = Command::new(binary("orchestrator"))
+        .args([
+            "serve",
+            "--poll",
+            "50ms",
+            "--redis-url",
+            redis,
+            "--job-keys",
+            TEST_JOB_KEYS,
+        ])
+        .args(extra)
+        .current_dir(repo())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start orchestrator serve");
+    Stop(child)
+}

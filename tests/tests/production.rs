@@ -7,7 +7,9 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use docket_tests::{Stop, TEST_JOB_KEYS, binary, orchestrator, repo, stderr, stdout, suite_env};
+use docket_tests::{
+    Stop, TEST_JOB_KEYS, binary, orchestrator, repo, serve_on_redis, stderr, stdout, suite_env,
+};
 use serde_json::{Value, json};
 
 /// The test SMTP server (`ops/test`): its address and where mail lands.
@@ -87,25 +89,14 @@ fn a_worker_process_runs_the_jobs_of_a_serving_orchestrator() {
         cases.push(stdout(&out).trim().to_owned());
     }
 
-    let mut serve = Stop(
-        Command::new(binary("orchestrator"))
-            .args([
-                "serve",
-                "--poll",
-                "50ms",
-                "--redis-url",
-                &redis,
-                "--redis-prefix",
-                &prefix,
-            ])
-            .args(["--job-keys", keys, "--contact", "station=desk@station.test"])
-            .args(common)
-            .current_dir(repo())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("serve"),
-    );
+    let mut extra = vec![
+        "--redis-prefix",
+        prefix.as_str(),
+        "--contact",
+        "station=desk@station.test",
+    ];
+    extra.extend(common);
+    let mut serve = serve_on_redis(&redis, &extra);
     let mut worker = Stop(
         Command::new(binary("worker"))
             .args(["--redis-url", &redis, "--prefix", &prefix, "--poll", "50ms"])

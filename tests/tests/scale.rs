@@ -12,8 +12,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use docket_tests::{
-    Stop, TEST_JOB_KEYS, binary, orchestrator, private_redis, repo, simulator, stderr, stdout,
-    suite_env,
+    Stop, TEST_JOB_KEYS, binary, orchestrator, private_redis, serve_on_redis, simulator, stderr,
+    stdout, suite_env,
 };
 use serde_json::{Value, json};
 
@@ -166,30 +166,14 @@ fn fifty_cases_run_on_postgres_redis_and_two_workers_one_of_them_killed() {
     let webhook = webhook_sink();
     let keys = TEST_JOB_KEYS;
 
-    let serve = Stop(
-        Command::new(binary("orchestrator"))
-            .args([
-                "serve",
-                "--poll",
-                "50ms",
-                "--redis-url",
-                &redis,
-                "--job-keys",
-                keys,
-            ])
-            .args([
-                "--contact",
-                "station=desk@station.test",
-                "--contact",
-                "supervisor=duty@station.test",
-            ])
-            .args(common)
-            .current_dir(repo())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("serve"),
-    );
+    let mut extra = vec![
+        "--contact",
+        "station=desk@station.test",
+        "--contact",
+        "supervisor=duty@station.test",
+    ];
+    extra.extend(common);
+    let serve = serve_on_redis(&redis, &extra);
     let (log_a, log_b) = (dir.join("worker-a.log"), dir.join("worker-b.log"));
     let mut a = Some(worker(&redis, keys, &sim, &webhook, &log_a));
     let _b = worker(&redis, keys, &sim, &webhook, &log_b);

@@ -8,7 +8,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use docket_tests::{
-    Stop, TEST_JOB_KEYS, binary, orchestrator, private_redis, repo, simulator, stderr, stdout,
+    Stop, TEST_JOB_KEYS, binary, orchestrator, private_redis, serve_on_redis, simulator, stderr,
+    stdout,
 };
 use serde_json::{Value, json};
 
@@ -53,24 +54,7 @@ fn a_job_of_a_killed_worker_is_recovered_by_another_within_seconds() {
     assert!(out.status.success(), "{}", stderr(&out));
     let case = stdout(&out).trim().to_owned();
 
-    let _serve = Stop(
-        Command::new(binary("orchestrator"))
-            .args([
-                "serve",
-                "--poll",
-                "50ms",
-                "--redis-url",
-                &redis,
-                "--job-keys",
-                keys,
-            ])
-            .args(common)
-            .current_dir(repo())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("serve"),
-    );
+    let _serve = serve_on_redis(&redis, &common);
     let worker = |name: &str| {
         Stop(
             Command::new(binary("worker"))
@@ -196,24 +180,7 @@ fn the_pool_keeps_working_after_redis_stalls_longer_than_its_timeouts() {
     let common = ["--database", database.as_str()];
     let keys = TEST_JOB_KEYS;
     let (_simulator, sim) = simulator("0s");
-    let _serve = Stop(
-        Command::new(binary("orchestrator"))
-            .args([
-                "serve",
-                "--poll",
-                "50ms",
-                "--redis-url",
-                &redis,
-                "--job-keys",
-                keys,
-            ])
-            .args(common)
-            .current_dir(repo())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("serve"),
-    );
+    let _serve = serve_on_redis(&redis, &common);
     let _worker = Stop(
         Command::new(binary("worker"))
             .args([
