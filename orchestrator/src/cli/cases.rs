@@ -1,5 +1,5 @@
 //! Commands an operator runs against cases: start, signal, status,
-//! history, cancel, retry. Each applies its change directly to the
+//! history, cancel, retry, extend. Each applies its change directly to the
 //! database in one transaction; a running `orchestrator serve` dispatches
 //! the jobs it schedules.
 
@@ -11,7 +11,8 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use docket::calendar::{self, Calendar};
-use docket::engine::{Command, Data};
+use docket::definition::period::Period;
+use docket::engine::{Command, Data, Extension};
 use docket::runtime::Orchestrator;
 use docket::runtime::clock::{Clock, SystemClock, UuidGen};
 use docket::runtime::definitions::Registry;
@@ -172,6 +173,27 @@ pub enum CaseCommand {
         #[command(flatten)]
         common: Common,
     },
+    /// Extend a running deadline to a new total limit, within the
+    /// workflow's `extendable_to`.
+    Extend {
+        case: String,
+        /// The deadline step, e.g. `issuance_limit`.
+        deadline: String,
+        /// The new limit in total, counted like the original (`30days`).
+        #[arg(long, value_parser = parse_period)]
+        to: Period,
+        #[arg(long)]
+        reason: String,
+        /// The rule that allows it, e.g. `Decree 663 Art. 9; city notice 2024-7`.
+        #[arg(long)]
+        legal_basis: String,
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+fn parse_period(text: &str) -> Result<Period, String> {
+    Period::parse(text)
 }
 
 impl CaseCommand {
@@ -183,7 +205,8 @@ impl CaseCommand {
             | CaseCommand::History { common, .. }
             | CaseCommand::Cases { common, .. }
             | CaseCommand::Cancel { common, .. }
-            | CaseCommand::Retry { common, .. } => common,
+            | CaseCommand::Retry { common, .. }
+            | CaseCommand::Extend { common, .. } => common,
         }
     }
 
@@ -227,6 +250,22 @@ impl CaseCommand {
                 let command = Command::RetryStep {
                     reason: reason.clone(),
                 };
+                orch.apply(case, command, actor, Lock::Wait).await?
+            }
+            CaseCommand::Extend {
+                case,
+                deadline,
+                to,
+                reason,
+                legal_basis,
+                ..
+            } => {
+                let command = Command::ExtendDeadline(Extension {
+                    deadline: deadline.clone(),
+                    to: *to,
+                    reason: reason.clone(),
+                    legal_basis: legal_basis.clone(),
+                });
                 orch.apply(case, command, actor, Lock::Wait).await?
             }
             CaseCommand::Status { case, json, .. } => return status(&orch, case, *json).await,
@@ -305,7 +344,18 @@ async fn status<S: Store>(
         let due = d
             .due
             .map_or_else(|| "not counted".to_owned(), |d| d.to_rfc3339());
-        println!("deadline  {name}: due {due}, {:?}", d.status);
+        let extended = d
+            .extended_to
+            .map(|to| format!(", extended to {to}"))
+            .unwrap_or_default();
+        let paused = match d.pauses.len() {
+            0 => String::new(),
+            n => format!(", paused {n} time(s)"),
+        };
+        println!(
+            "deadline  {name}: due {due}, {:?}{extended}{paused}",
+            d.status
+        );
     }
     for t in s.timers.values() {
         println!("timer     {} at {}", t.id, t.due.to_rfc3339());

@@ -83,9 +83,27 @@ impl Period {
     }
 }
 
+/// Stored in case state as the text an operator would write, so a stored
+/// extension reads the same as the workflow file.
+impl serde::Serialize for Period {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Period {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Period::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
 impl fmt::Display for Period {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            // humantime would write 35 days as `1month 4days 13h 26m 24s`.
+            Period::Elapsed(_) if self.whole_days() == Some(1) => f.write_str("1day"),
+            Period::Elapsed(_) if let Some(n) = self.whole_days() => write!(f, "{n}days"),
             Period::Elapsed(d) => write!(f, "{}", humantime::format_duration(*d)),
             Period::WorkingDays(1) => f.write_str("1 working day"),
             Period::WorkingDays(n) => write!(f, "{n} working days"),

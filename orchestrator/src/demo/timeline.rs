@@ -145,6 +145,16 @@ fn describe(
             None,
             format!("due {}", due_text(*due)),
         ),
+        E::DeadlineExtended {
+            deadline,
+            limit,
+            due,
+            ..
+        } => (
+            format!("deadline {deadline}"),
+            None,
+            format!("extended to {limit}, due {}", due_text(*due)),
+        ),
         E::DeadlineNotCounted { deadline, error } => (
             format!("deadline {deadline}"),
             None,

@@ -81,6 +81,14 @@ pub enum HistoryEvent {
         deadline: String,
         due: DateTime<Utc>,
     },
+    /// An operator extended the limit; `limit` is the new total.
+    DeadlineExtended {
+        deadline: String,
+        limit: String,
+        due: DateTime<Utc>,
+        reason: String,
+        legal_basis: String,
+    },
     DeadlineMet {
         deadline: String,
     },
@@ -132,6 +140,7 @@ impl HistoryEvent {
             HistoryEvent::DeadlineNotCounted { .. } => "deadline_not_counted",
             HistoryEvent::DeadlinePaused { .. } => "deadline_paused",
             HistoryEvent::DeadlineResumed { .. } => "deadline_resumed",
+            HistoryEvent::DeadlineExtended { .. } => "deadline_extended",
             HistoryEvent::DeadlineMet { .. } => "deadline_met",
             HistoryEvent::DeadlineExpired { .. } => "deadline_expired",
             HistoryEvent::ReminderScheduled { .. } => "reminder_scheduled",

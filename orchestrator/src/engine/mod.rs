@@ -26,7 +26,7 @@ use std::collections::BTreeMap;
 use crate::calendar::Calendar;
 use crate::definition::Workflow;
 pub use history::HistoryEvent;
-pub use machine::{decide, start};
+pub use machine::{Extension, decide, start};
 pub use state::{CaseState, Data, Phase, Status, Timer, TimerKind};
 
 /// What a decision is made against.
@@ -56,6 +56,8 @@ pub enum Command {
     Cancel { reason: String },
     /// An operator runs a failed step again, with a fresh retry budget.
     RetryStep { reason: String },
+    /// An operator extends a statutory deadline.
+    ExtendDeadline(Extension),
 }
 
 /// The result of a transition.
@@ -106,6 +108,8 @@ pub enum Rejection {
     },
     #[error("step `{step}` has not failed; only a failed step can be retried")]
     NotFailed { step: String },
+    #[error("deadline `{deadline}` cannot be extended: {problem}")]
+    ExtensionRefused { deadline: String, problem: String },
     #[error("the workflow leads to step `{step}`, which it does not define")]
     BrokenDefinition { step: String },
 }

@@ -7,6 +7,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::definition::period::Period;
+
 /// Case data as given: field name to JSON value.
 pub type Data = Map<String, Value>;
 
@@ -94,6 +96,24 @@ pub struct DeadlineState {
     /// `None` when the due date could not be computed (see `status`).
     pub due: Option<DateTime<Utc>>,
     pub status: DeadlineStatus,
+    /// The limit as extended by an operator; the workflow's own otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extended_to: Option<Period>,
+    /// Finished pauses. Time inside them does not count: the due date is
+    /// derived from these facts rather than nudged at each resume, so it is
+    /// the same however often the clock stopped.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pauses: Vec<Pause>,
+    /// Reminder jobs sent so far; numbers the next one's attempt id, since
+    /// an extension may send a reminder again for the new due date.
+    #[serde(default)]
+    pub reminders_sent: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pause {
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

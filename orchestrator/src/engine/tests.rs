@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 
 use super::*;
 use crate::definition::model::StepKind;
+use crate::engine::state::DeadlineStatus;
 
 use crate::testing::{contacts, fixtures, input};
 
@@ -239,6 +240,161 @@ fn a_missed_deadline_escalates_and_reminds_first() {
             outcome: "issued".into()
         }
     );
+}
+
+fn extension(to: &str, reason: &str, basis: &str) -> Command {
+    Command::ExtendDeadline(Extension {
+        deadline: "issuance_limit".into(),
+        to: crate::definition::period::Period::parse(to).expect("period"),
+        reason: reason.into(),
+        legal_basis: basis.into(),
+    })
+}
+
+#[test]
+fn waiting_on_the_applicant_pauses_both_clocks_by_whole_days() {
+    let mut c = accepted_case(shanghai(2026, 2, 10, 10));
+    c.now = shanghai(2026, 3, 2, 10);
+    c.signal("supplement_requested", json!({"missing": "lease contract"}));
+    assert_eq!(c.state.step, "notify_supplement_requested");
+    assert!(matches!(
+        c.state.deadlines["issuance_limit"].status,
+        DeadlineStatus::Paused { .. }
+    ));
+    // The station's reminders and the expiry must not fire while paused.
+    let due_timers = c
+        .state
+        .timers
+        .values()
+        .filter(|t| matches!(t.kind, TimerKind::DeadlineDue { .. }))
+        .count();
+    assert_eq!(due_timers, 0);
+    c.succeed("sent");
+    assert_eq!(c.state.step, "await_supplement");
+    // Submitted three days later (Mon 2 Mar → Thu 5 Mar): 3 calendar days
+    // and 3 working days do not count.
+    c.now = shanghai(2026, 3, 5, 16);
+    c.signal("supplement_submitted", materials());
+    assert_eq!(c.state.step, "await_permit");
+    assert_eq!(
+        c.due("issuance_limit").as_deref(),
+        Some("2026-03-01T00:00:00+08:00"),
+        "2026-02-25 + 3 days, a Saturday, rolls forward to Monday 2026-03-02"
+    );
+    assert_eq!(
+        c.due("notice_promise").as_deref(),
+        Some("2026-03-13T00:00:00+08:00"),
+        "2026-03-09 + 3 working days"
+    );
+    let kinds = c.kinds();
+    assert_eq!(kinds.iter().filter(|k| **k == "deadline_paused").count(), 2);
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "deadline_resumed").count(),
+        2
+    );
+}
+
+#[test]
+fn an_extension_needs_reason_and_basis_and_stays_within_the_cap() {
+    let mut c = accepted_case(shanghai(2026, 2, 10, 10));
+    for (to, reason, basis, problem) in [
+        (
+            "31days",
+            "remote area",
+            "Art. 9",
+            "past the most the workflow allows",
+        ),
+        (
+            "10days",
+            "remote area",
+            "Art. 9",
+            "not longer than the current limit",
+        ),
+        (
+            "20 working days",
+            "remote area",
+            "Art. 9",
+            "not counted like the limit",
+        ),
+        (
+            "30days",
+            "",
+            "Art. 9",
+            "needs both a reason and its legal basis",
+        ),
+        (
+            "30days",
+            "remote area",
+            " ",
+            "needs both a reason and its legal basis",
+        ),
+    ] {
+        let refused = c.apply(extension(to, reason, basis)).expect_err(to);
+        assert!(refused.to_string().contains(problem), "{to}: {refused}");
+    }
+    let before = c.state.clone();
+    c.apply(extension(
+        "30days",
+        "remote area",
+        "Art. 9; city rule 2024-7",
+    ))
+    .expect("extend");
+    assert_ne!(c.state, before);
+    assert_eq!(
+        c.due("issuance_limit").as_deref(),
+        Some("2026-03-13T00:00:00+08:00"),
+        "30 days after 2026-02-10"
+    );
+    assert!(matches!(
+        c.history.last(),
+        Some(HistoryEvent::DeadlineExtended { limit, reason, legal_basis, .. })
+            if limit == "30days" && reason == "remote area" && legal_basis.starts_with("Art. 9")
+    ));
+    // The timers follow the new due date.
+    let due_timer = c
+        .state
+        .timers
+        .values()
+        .find(|t| matches!(t.kind, TimerKind::DeadlineDue { .. } if t.id.contains("issuance")))
+        .expect("due timer");
+    assert_eq!(due_timer.due, shanghai(2026, 3, 13, 0));
+    // Once at the cap, nothing further is allowed.
+    assert!(c.apply(extension("30days", "again", "Art. 9")).is_err());
+    // A deadline that was met cannot be extended.
+    c.signal("permit_ready", json!({}));
+    let refused = c
+        .apply(extension("30days", "late", "Art. 9"))
+        .expect_err("met");
+    assert!(refused.to_string().contains("met"), "{refused}");
+}
+
+#[test]
+fn an_extended_deadline_reminds_again_for_its_new_due_date() {
+    let mut c = accepted_case(shanghai(2026, 2, 10, 10));
+    c.advance_to(shanghai(2026, 2, 20, 1));
+    let first = c.last_job().attempt_id.clone();
+    assert!(first.ends_with("/reminder-0/1"), "{first}");
+    c.apply(extension("30days", "special circumstances", "Art. 9"))
+        .expect("extend");
+    c.advance_to(shanghai(2026, 3, 12, 0));
+    let reminders: Vec<&str> = c
+        .jobs
+        .iter()
+        .map(|j| j.attempt_id.as_str())
+        .filter(|id| id.contains("/issuance_limit/reminder-0/"))
+        .collect();
+    assert_eq!(
+        reminders,
+        [first.as_str(), "case-1/issuance_limit/reminder-0/2"]
+    );
+    let issuance_expired = |c: &Case| {
+        c.history.iter().any(|e| {
+            matches!(e, HistoryEvent::DeadlineExpired { deadline, .. } if deadline == "issuance_limit")
+        })
+    };
+    assert!(!issuance_expired(&c));
+    c.advance_to(shanghai(2026, 3, 13, 0));
+    assert!(issuance_expired(&c));
 }
 
 #[test]
@@ -702,7 +858,7 @@ fn check_invariants(case: &Case) {
                     |t| matches!(&t.kind, TimerKind::DeadlineDue { deadline } if deadline == id),
                 )
                 .count();
-            let expected = usize::from(d.status == state::DeadlineStatus::Running);
+            let expected = usize::from(d.status == DeadlineStatus::Running);
             assert_eq!(due_timers, expected, "deadline {id} is {:?}", d.status);
         }
         let attempting = matches!(case.state.phase, Phase::Attempting { .. });

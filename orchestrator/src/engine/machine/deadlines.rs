@@ -1,14 +1,25 @@
-//! Statutory clocks: starting, meeting, pausing and resuming deadlines, their
-//! reminders, and what expiry does to the case.
+//! Statutory clocks: starting, meeting, pausing, resuming and extending
+//! deadlines, their reminders, and what expiry does to the case.
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 
 use super::{Machine, chrono_duration};
+use crate::calendar::Calendar;
 use crate::definition::model::{Deadline, StepKind};
 use crate::definition::period::Period;
-use crate::engine::state::{DeadlineState, DeadlineStatus, TimerKind};
+use crate::engine::state::{DeadlineState, DeadlineStatus, Pause, TimerKind};
 use crate::engine::{Effect, HistoryEvent, Job, Rejection};
 use docket_workers::contract::JOB_VERSION;
+
+/// What an operator asks of a running deadline.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Extension {
+    pub deadline: String,
+    /// The new limit in total, counted from the start as the original was.
+    pub to: Period,
+    pub reason: String,
+    pub legal_basis: String,
+}
 
 impl<'a> Machine<'a> {
     pub(super) fn start_deadline(&mut self, id: &str, deadline: &Deadline) {
@@ -19,21 +30,19 @@ impl<'a> Machine<'a> {
             .events
             .get(&deadline.started_by)
             .map_or(self.ctx.now, |e| e.at);
-        self.cancel_timers(|k| match k {
-            TimerKind::DeadlineDue { deadline: d }
-            | TimerKind::DeadlineReminder { deadline: d, .. } => d == id,
-            _ => false,
-        });
-        match self.due_date(deadline, started_at) {
+        self.cancel_deadline_timers(id);
+        let mut state = DeadlineState {
+            started_at,
+            due: None,
+            status: DeadlineStatus::Running,
+            extended_to: None,
+            pauses: Vec::new(),
+            reminders_sent: 0,
+        };
+        match self.due_date(deadline, &state) {
             Ok(due) => {
-                self.state.deadlines.insert(
-                    id.to_owned(),
-                    DeadlineState {
-                        started_at,
-                        due: Some(due),
-                        status: DeadlineStatus::Running,
-                    },
-                );
+                state.due = Some(due);
+                self.state.deadlines.insert(id.to_owned(), state);
                 self.record(HistoryEvent::DeadlineStarted {
                     deadline: id.to_owned(),
                     started_at,
@@ -42,16 +51,10 @@ impl<'a> Machine<'a> {
                 self.arm_deadline(id, deadline, due);
             }
             Err(error) => {
-                self.state.deadlines.insert(
-                    id.to_owned(),
-                    DeadlineState {
-                        started_at,
-                        due: None,
-                        status: DeadlineStatus::Uncounted {
-                            error: error.clone(),
-                        },
-                    },
-                );
+                state.status = DeadlineStatus::Uncounted {
+                    error: error.clone(),
+                };
+                self.state.deadlines.insert(id.to_owned(), state);
                 self.record(HistoryEvent::DeadlineNotCounted {
                     deadline: id.to_owned(),
                     error,
@@ -61,43 +64,51 @@ impl<'a> Machine<'a> {
     }
 
     /// The instant a deadline falls due: the end of its last day, counted
-    /// from the day after it started.
+    /// from the day after it started, with the (possibly extended) limit,
+    /// and moved later by its finished pauses.
     fn due_date(
         &self,
         deadline: &Deadline,
-        started_at: DateTime<Utc>,
+        state: &DeadlineState,
     ) -> Result<DateTime<Utc>, String> {
+        let limit = state.extended_to.unwrap_or(deadline.limit);
         let calendar = deadline
             .calendar
             .as_deref()
             .map(|c| self.calendar(Some(c)))
             .transpose()?;
-        let start_day = |tz: chrono_tz::Tz| started_at.with_timezone(&tz).date_naive();
-        match (deadline.limit, calendar) {
-            (Period::WorkingDays(n), Some(cal)) => {
-                let last = cal
-                    .add_working_days(start_day(cal.timezone()), n)
-                    .map_err(|e| e.to_string())?;
+        match calendar {
+            Some(cal) => {
+                let day = |at: DateTime<Utc>| at.with_timezone(&cal.timezone()).date_naive();
+                let start = day(state.started_at);
+                let last = match limit {
+                    Period::WorkingDays(n) => {
+                        let paused = paused_days(cal, state, true)?;
+                        cal.add_working_days(start, n.saturating_add(paused))
+                    }
+                    _ => {
+                        let days = limit.whole_days().unwrap_or(0);
+                        let paused = paused_days(cal, state, false)?;
+                        cal.add_days(start, days.saturating_add(paused), deadline.roll_forward)
+                    }
+                }
+                .map_err(|e| e.to_string())?;
                 Ok(cal.end_of_day(last))
             }
-            (limit, Some(cal)) => {
-                let days = limit.whole_days().unwrap_or(0);
-                let last = cal
-                    .add_days(start_day(cal.timezone()), days, deadline.roll_forward)
-                    .map_err(|e| e.to_string())?;
-                Ok(cal.end_of_day(last))
-            }
-            (Period::WorkingDays(_), None) => {
-                Err("a working-day deadline needs a calendar".to_owned())
-            }
-            (limit, None) => {
-                let days = i64::from(limit.whole_days().unwrap_or(0));
-                let last: NaiveDate = started_at.date_naive() + chrono::Duration::days(days);
-                let next = last.succ_opt().unwrap_or(last);
-                Ok(next
-                    .and_hms_opt(0, 0, 0)
-                    .map_or(started_at, |t| t.and_utc()))
-            }
+            None => match limit {
+                Period::WorkingDays(_) => Err("a working-day deadline needs a calendar".to_owned()),
+                Period::Elapsed(d) => {
+                    // Without a calendar the limit counts in days from the
+                    // end of the start day (UTC), and pauses in exact time.
+                    let start_day_end = state
+                        .started_at
+                        .date_naive()
+                        .succ_opt()
+                        .and_then(|d| d.and_hms_opt(0, 0, 0).map(|t| t.and_utc()));
+                    let paused: chrono::Duration = state.pauses.iter().map(|p| p.to - p.from).sum();
+                    Ok(start_day_end.unwrap_or(state.started_at) + chrono_duration(d) + paused)
+                }
+            },
         }
     }
 
@@ -196,36 +207,132 @@ impl<'a> Machine<'a> {
         }
     }
 
-    /// Leaving a step where a deadline was paused starts its clock again,
-    /// with the time it had left.
+    /// Leaving a step where a deadline was paused starts its clock again;
+    /// the pause is kept as a fact and the due date derived anew.
     pub(super) fn resume_deadlines_left(&mut self, entering: &str) {
-        let paused: Vec<(String, DateTime<Utc>, DateTime<Utc>)> = self
+        let paused: Vec<(String, DateTime<Utc>)> = self
             .state
             .deadlines
             .iter()
-            .filter_map(|(id, d)| match (&d.status, d.due) {
-                (DeadlineStatus::Paused { since }, Some(due)) => Some((id.clone(), *since, due)),
+            .filter_map(|(id, d)| match d.status {
+                DeadlineStatus::Paused { since } => Some((id.clone(), since)),
                 _ => None,
             })
             .collect();
-        for (id, since, due) in paused {
+        for (id, since) in paused {
             let Some(def) = self.deadline_def(&id) else {
                 continue;
             };
             if def.paused_at.iter().any(|s| s == entering) {
                 continue;
             }
-            let new_due = due + (self.ctx.now - since);
-            if let Some(d) = self.state.deadlines.get_mut(&id) {
-                d.status = DeadlineStatus::Running;
-                d.due = Some(new_due);
-            }
-            self.record(HistoryEvent::DeadlineResumed {
-                deadline: id.clone(),
-                due: new_due,
+            let Some(mut state) = self.state.deadlines.get(&id).cloned() else {
+                continue;
+            };
+            state.pauses.push(Pause {
+                from: since,
+                to: self.ctx.now,
             });
-            self.arm_deadline(&id, def, new_due);
+            state.status = DeadlineStatus::Running;
+            match self.due_date(def, &state) {
+                Ok(due) => {
+                    state.due = Some(due);
+                    self.state.deadlines.insert(id.clone(), state);
+                    self.record(HistoryEvent::DeadlineResumed {
+                        deadline: id.clone(),
+                        due,
+                    });
+                    self.arm_deadline(&id, def, due);
+                }
+                Err(error) => {
+                    state.status = DeadlineStatus::Uncounted {
+                        error: error.clone(),
+                    };
+                    self.state.deadlines.insert(id.clone(), state);
+                    self.record(HistoryEvent::DeadlineNotCounted {
+                        deadline: id,
+                        error,
+                    });
+                }
+            }
         }
+    }
+
+    /// An operator extends a running or paused deadline, with a reason and
+    /// the legal basis for it, never past the workflow's cap.
+    pub(super) fn extend(&mut self, extension: Extension) -> Result<(), Rejection> {
+        let Extension {
+            deadline: id,
+            to,
+            reason,
+            legal_basis,
+        } = extension;
+        let refuse = |problem: String| Rejection::ExtensionRefused {
+            deadline: id.clone(),
+            problem,
+        };
+        let def = self
+            .deadline_def(&id)
+            .ok_or_else(|| refuse("the workflow has no deadline step of that name".to_owned()))?;
+        if reason.trim().is_empty() || legal_basis.trim().is_empty() {
+            return Err(refuse(
+                "an extension needs both a reason and its legal basis".to_owned(),
+            ));
+        }
+        let cap = def.extension_cap.ok_or_else(|| {
+            refuse("the workflow does not allow this deadline to be extended".to_owned())
+        })?;
+        let mut state = self
+            .state
+            .deadlines
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| refuse("its clock has not started".to_owned()))?;
+        match state.status {
+            DeadlineStatus::Running | DeadlineStatus::Paused { .. } => {}
+            DeadlineStatus::Met { .. } => return Err(refuse("it has been met".to_owned())),
+            DeadlineStatus::Expired { .. } => {
+                return Err(refuse("it has already expired".to_owned()));
+            }
+            DeadlineStatus::Uncounted { .. } => {
+                return Err(refuse(
+                    "its due date could not be counted; fix the calendar first".to_owned(),
+                ));
+            }
+        }
+        let current = state.extended_to.unwrap_or(def.limit);
+        if to.is_working_days() != current.is_working_days() {
+            return Err(refuse(format!(
+                "`{to}` is not counted like the limit `{current}`"
+            )));
+        }
+        if to.min_days() <= current.min_days() {
+            return Err(refuse(format!(
+                "`{to}` is not longer than the current limit `{current}`"
+            )));
+        }
+        if to.min_days() > cap.min_days() {
+            return Err(refuse(format!(
+                "`{to}` is past the most the workflow allows, `{cap}` in total"
+            )));
+        }
+        state.extended_to = Some(to);
+        let due = self.due_date(def, &state).map_err(refuse)?;
+        state.due = Some(due);
+        let running = state.status == DeadlineStatus::Running;
+        self.state.deadlines.insert(id.clone(), state);
+        self.record(HistoryEvent::DeadlineExtended {
+            deadline: id.clone(),
+            limit: to.to_string(),
+            due,
+            reason,
+            legal_basis,
+        });
+        if running {
+            self.cancel_deadline_timers(&id);
+            self.arm_deadline(&id, def, due);
+        }
+        Ok(())
     }
 
     pub(super) fn expire(&mut self, id: &str) -> Result<(), Rejection> {
@@ -251,7 +358,14 @@ impl<'a> Machine<'a> {
         let Some(reminder) = self.deadline_def(id).and_then(|d| d.reminders.get(index)) else {
             return;
         };
-        let attempt_id = format!("{}/{id}/reminder-{index}/1", self.state.id);
+        let sent = match self.state.deadlines.get_mut(id) {
+            Some(d) => {
+                d.reminders_sent += 1;
+                d.reminders_sent
+            }
+            None => return,
+        };
+        let attempt_id = format!("{}/{id}/reminder-{index}/{sent}", self.state.id);
         let (handler, queue, params, timeout) = self.message_job(&reminder.message);
         self.effects.push(Effect::Enqueue(Job {
             version: JOB_VERSION,
@@ -270,4 +384,22 @@ impl<'a> Machine<'a> {
         });
         self.state.side_jobs.insert(attempt_id, id.to_owned());
     }
+}
+
+/// Days inside finished pauses that do not count: working days for a
+/// working-day limit, calendar days otherwise. A day on which the case was
+/// waiting on the applicant at its end is not counted.
+fn paused_days(cal: &Calendar, state: &DeadlineState, working: bool) -> Result<u32, String> {
+    let day = |at: DateTime<Utc>| at.with_timezone(&cal.timezone()).date_naive();
+    let mut total: i64 = 0;
+    for pause in &state.pauses {
+        let (from, to) = (day(pause.from), day(pause.to));
+        total += if working {
+            cal.working_days_between(from, to)
+                .map_err(|e| e.to_string())?
+        } else {
+            (to - from).num_days()
+        };
+    }
+    Ok(u32::try_from(total.max(0)).unwrap_or(u32::MAX))
 }

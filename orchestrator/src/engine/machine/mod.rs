@@ -14,11 +14,13 @@ use super::{Command, Context, Decision, Effect, HistoryEvent, Job, Rejection};
 use crate::definition::model::{Message, Recipient, Retry, Step, StepKind, Task};
 use crate::definition::period::Period;
 
+mod deadlines;
+
+pub use deadlines::Extension;
+
 /// Guards against a definition that loops without waiting (validation
 /// refuses those; this keeps a bad stored definition from hanging a worker
 /// thread).
-mod deadlines;
-
 const MAX_STEPS_PER_DECISION: usize = 1_000;
 
 /// Starts a case: checks its input and runs it up to its first wait or job.
@@ -68,6 +70,10 @@ pub fn decide(
         Command::FireTimer { timer_id } => m.fire(&timer_id)?,
         Command::Cancel { reason } => m.cancel(reason)?,
         Command::RetryStep { reason } => m.retry_step(reason)?,
+        Command::ExtendDeadline(extension) => {
+            m.ensure_active()?;
+            m.extend(extension)?
+        }
     }
     Ok(m.finish())
 }
