@@ -411,7 +411,18 @@ async fn webhook_answers_sort_into_sent_refused_and_retryable() {
         );
     }
     match run(503).await {
-        Outcome::Failed { message, .. } => assert!(message.contains("after 7 s"), "{message}"),
+        Outcome::Failed {
+            message,
+            retry_after_secs,
+            ..
+        } => {
+            assert!(message.contains("after 7 s"), "{message}");
+            assert_eq!(
+                retry_after_secs,
+                Some(7),
+                "the orchestrator is told to wait"
+            );
+        }
         other => panic!("{other:?}"),
     }
 }

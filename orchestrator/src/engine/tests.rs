@@ -448,6 +448,35 @@ fn retries_back_off_then_a_failed_step_waits_for_an_operator() {
 }
 
 #[test]
+fn a_service_asking_to_wait_longer_than_the_backoff_is_obeyed() {
+    let t0 = shanghai(2026, 3, 2, 9);
+    let mut c = Case::start(t0, false);
+    c.complete(Outcome::Failed {
+        code: "unavailable".into(),
+        message: "503".into(),
+        retryable: true,
+        retry_after_secs: Some(600),
+    });
+    let retry = |c: &Case| {
+        c.state
+            .timers
+            .values()
+            .find(|t| matches!(t.kind, TimerKind::Retry { .. }))
+            .map(|t| t.due)
+    };
+    assert_eq!(retry(&c), Some(t0 + chrono::Duration::minutes(10)));
+    // A shorter request than the policy's backoff does not shorten it.
+    c.advance_to(t0 + chrono::Duration::minutes(10));
+    c.complete(Outcome::Failed {
+        code: "unavailable".into(),
+        message: "503".into(),
+        retryable: true,
+        retry_after_secs: Some(1),
+    });
+    assert_eq!(retry(&c), Some(c.now + chrono::Duration::minutes(2)));
+}
+
+#[test]
 fn non_retryable_errors_fail_at_once() {
     let mut c = Case::start(shanghai(2026, 3, 2, 9), false);
     c.complete(Outcome::retryable("invalid_request", "bad ID format"));

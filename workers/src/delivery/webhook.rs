@@ -8,7 +8,7 @@
 //! | --- | --- |
 //! | 2xx | sent |
 //! | 4xx but 408 and 429 | `Rejected`: the message or its recipient was refused |
-//! | 408, 429, 5xx, no answer within the timeout, no connection | `Temporary` |
+//! | 408, 429, 5xx, no answer within the timeout, no connection | `Temporary` (`Throttled` with a `Retry-After`) |
 //! | anything else (3xx: redirects are not followed) | `Temporary`: a misconfigured URL an operator can fix within the step's retries |
 
 use std::fmt;
@@ -131,12 +131,16 @@ impl WebhookMessenger {
             StatusCode::REQUEST_TIMEOUT | StatusCode::TOO_MANY_REQUESTS
         ) || status.is_server_error()
         {
-            let wait = retry_after(response.headers(), Utc::now())
-                .map(|d| format!("; it asked to be retried after {} s", d.as_secs()))
-                .unwrap_or_default();
-            return Err(DeliveryError::Temporary(format!(
-                "the webhook answered {status}{wait}"
-            )));
+            return Err(match retry_after(response.headers(), Utc::now()) {
+                Some(wait) => DeliveryError::Throttled {
+                    message: format!(
+                        "the webhook answered {status}; it asked to be retried after {} s",
+                        wait.as_secs()
+                    ),
+                    retry_after: wait,
+                },
+                None => DeliveryError::Temporary(format!("the webhook answered {status}")),
+            });
         }
         if status.is_client_error() {
             return Err(DeliveryError::Rejected(format!(

@@ -3,6 +3,7 @@
 //! worker talks to the real one and the embedded demo to a simulator.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{Datelike, NaiveDate};
 use futures_util::future::BoxFuture;
@@ -23,8 +24,13 @@ pub enum Verdict {
 /// Why a service could not answer; every case is worth retrying.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ServiceError {
-    #[error("the service is unavailable: {0}")]
-    Unavailable(String),
+    #[error("the service is unavailable: {message}")]
+    Unavailable {
+        message: String,
+        /// How long the service asked us to wait (`Retry-After`); the
+        /// orchestrator waits at least this long before the next attempt.
+        retry_after: Option<Duration>,
+    },
     #[error("the service did not answer in time")]
     Timeout,
     #[error("the service answered something unreadable: {0}")]
@@ -33,12 +39,20 @@ pub enum ServiceError {
 
 impl ServiceError {
     fn into_outcome(self) -> Outcome {
-        let code = match &self {
-            ServiceError::Unavailable(_) => "unavailable",
-            ServiceError::Timeout => "timeout",
-            ServiceError::BadResponse(_) => "bad_response",
+        let (code, retry_after) = match &self {
+            ServiceError::Unavailable { retry_after, .. } => ("unavailable", *retry_after),
+            ServiceError::Timeout => ("timeout", None),
+            ServiceError::BadResponse(_) => ("bad_response", None),
         };
-        Outcome::retryable(code, self.to_string())
+        let mut outcome = Outcome::retryable(code, self.to_string());
+        if let Outcome::Failed {
+            retry_after_secs, ..
+        } = &mut outcome
+        {
+            // Rounded up: a service that asks for 1.5 s must not be called at 1 s.
+            *retry_after_secs = retry_after.map(|d| d.as_secs() + u64::from(d.subsec_nanos() > 0));
+        }
+        outcome
     }
 }
 
@@ -289,6 +303,21 @@ mod tests {
         );
         assert!(
             matches!(run(Err(ServiceError::Timeout)).await, Outcome::Failed { retryable: true, code, .. } if code == "timeout")
+        );
+        let busy = ServiceError::Unavailable {
+            message: "503".into(),
+            retry_after: Some(Duration::from_millis(1_500)),
+        };
+        assert!(
+            matches!(
+                run(Err(busy)).await,
+                Outcome::Failed {
+                    retryable: true,
+                    retry_after_secs: Some(2),
+                    ..
+                }
+            ),
+            "Retry-After reaches the orchestrator, rounded up"
         );
         let handler = IdentityVerify::new(Arc::new(Fixed(Ok(Verdict::Confirmed))));
         let bad = job(

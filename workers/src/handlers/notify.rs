@@ -26,6 +26,12 @@ pub enum DeliveryError {
     /// Worth trying again later.
     #[error("delivery failed for now: {0}")]
     Temporary(String),
+    /// The receiver asked to be called again no sooner than `retry_after`.
+    #[error("delivery failed for now: {message}")]
+    Throttled {
+        message: String,
+        retry_after: std::time::Duration,
+    },
     /// The recipient was refused; trying again will not help.
     #[error("the recipient was refused: {0}")]
     Rejected(String),
@@ -82,6 +88,17 @@ impl Handler for Notify {
             match self.messenger.send(message).await {
                 Ok(()) => Outcome::succeeded("sent"),
                 Err(DeliveryError::Temporary(e)) => Outcome::retryable("unavailable", e),
+                Err(DeliveryError::Throttled {
+                    message,
+                    retry_after,
+                }) => Outcome::Failed {
+                    code: "unavailable".to_owned(),
+                    message,
+                    retryable: true,
+                    retry_after_secs: Some(
+                        retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0),
+                    ),
+                },
                 Err(DeliveryError::Rejected(e)) => Outcome::permanent("rejected_recipient", e),
             }
         })

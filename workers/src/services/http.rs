@@ -126,8 +126,8 @@ impl Endpoint {
     /// POSTs `body` as JSON with `key` as its idempotency key and reads a
     /// 2xx answer as `A`.
     ///
-    /// 429 and 5xx are [`ServiceError::Unavailable`] (naming any
-    /// `Retry-After` in the message: the error type has no field for it);
+    /// 429 and 5xx are [`ServiceError::Unavailable`], carrying any
+    /// `Retry-After`;
     /// no answer within the timeout is [`ServiceError::Timeout`]; any other
     /// status, or an answer that is not `A`, is [`ServiceError::BadResponse`].
     pub(crate) async fn call<A: DeserializeOwned>(
@@ -160,12 +160,14 @@ impl Endpoint {
             "service answered"
         );
         if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
-            let wait = retry_after(response.headers(), Utc::now())
+            let asked = retry_after(response.headers(), Utc::now());
+            let wait = asked
                 .map(|d| format!("; it asked to be retried after {} s", d.as_secs()))
                 .unwrap_or_default();
-            return Err(ServiceError::Unavailable(format!(
-                "the {service} service answered {status}{wait}"
-            )));
+            return Err(ServiceError::Unavailable {
+                message: format!("the {service} service answered {status}{wait}"),
+                retry_after: asked,
+            });
         }
         if !status.is_success() {
             return Err(ServiceError::BadResponse(format!(
@@ -232,7 +234,10 @@ impl Endpoint {
         } else {
             "lost the connection to"
         };
-        ServiceError::Unavailable(format!("{what} the {} service: {cause}", self.service))
+        ServiceError::Unavailable {
+            message: format!("{what} the {} service: {cause}", self.service),
+            retry_after: None,
+        }
     }
 }
 

@@ -132,9 +132,14 @@ async fn unavailable_is_retryable_and_names_the_retry_after() {
     .await;
     let client = realname(&sim, PATIENT);
     let first = client.verify(NAME, CONFIRMED_ID, "k1").await;
-    let Err(ServiceError::Unavailable(message)) = first else {
+    let Err(ServiceError::Unavailable {
+        message,
+        retry_after,
+    }) = first
+    else {
         panic!("expected unavailable, got {first:?}")
     };
+    assert_eq!(retry_after, Some(Duration::from_secs(7)));
     assert!(message.contains("503"), "{message}");
     assert!(message.contains("after 7 s"), "{message}");
     assert_no_personal_details(&message);
@@ -210,7 +215,7 @@ async fn nobody_listening_is_unavailable() {
         panic!("{client:?}")
     };
     let verdict = client.verify(NAME, CONFIRMED_ID, "k1").await;
-    let Err(ServiceError::Unavailable(message)) = verdict else {
+    let Err(ServiceError::Unavailable { message, .. }) = verdict else {
         panic!("expected unavailable, got {verdict:?}")
     };
     assert!(message.contains("could not connect"), "{message}");
