@@ -144,7 +144,7 @@ fn step(date: NaiveDate, direction: Step) -> Result<NaiveDate, CalendarError> {
 /// The first instant of `date` in `tz`. Where a clock change skips local
 /// midnight, the day starts when the clock jumps, computed with the offset
 /// in force before the change; where midnight happens twice, at the first.
-fn start_of_day(tz: Tz, date: NaiveDate) -> DateTime<Utc> {
+pub(crate) fn start_of_day(tz: Tz, date: NaiveDate) -> DateTime<Utc> {
     let midnight = date.and_time(chrono::NaiveTime::MIN);
     match tz.from_local_datetime(&midnight) {
         chrono::LocalResult::Single(t) => t.with_timezone(&Utc),

@@ -22,6 +22,8 @@
 mod arithmetic;
 mod file;
 
+pub(crate) use arithmetic::start_of_day;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};

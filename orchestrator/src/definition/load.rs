@@ -12,7 +12,7 @@ use super::diagnostic::{Code, Diagnostic, Diagnostics, Pos, did_you_mean, one_of
 use super::expr::{Reference, Scope, Type};
 use super::model::{Contact, Document, EventDef, Field, Materials, Requirement, Retry, Workflow};
 use super::yaml::{self, Fields, Located, child};
-use super::{flow, schedules, steps};
+use super::{flow, follow_ups, schedules, steps};
 
 /// What a workflow is checked against besides itself.
 #[derive(Debug, Clone)]
@@ -52,6 +52,7 @@ pub(super) const TOP_FIELDS: &[&str] = &[
     "retry_policies",
     "materials",
     "schedules",
+    "follow_ups",
     "steps",
 ];
 pub(super) const FIELD_FIELDS: &[&str] = &["type", "title", "values", "required", "personal"];
@@ -138,12 +139,21 @@ fn read(root: &Node, env: &Environment, d: &mut Diagnostics) -> Option<Workflow>
         .optional("schedules")
         .map(|n| schedules::read(n, &decls, d))
         .unwrap_or_default();
+
     // Graph problems are often consequences of problems already reported
     // (a misspelt target leaves a step unreachable): check the graph once
     // the steps themselves are sound.
     if !d.has_errors() {
         flow::check(&steps, &decls, d);
     }
+    let steps_read: Vec<_> = steps.into_iter().map(|s| s.step).collect();
+    if let Some(n) = top.optional("follow_ups") {
+        decls.follow_ups = follow_ups::declare(n);
+    }
+    let follow_ups = top
+        .optional("follow_ups")
+        .map(|n| follow_ups::read(n, &steps_read, &decls, d))
+        .unwrap_or_default();
 
     let workflow = Workflow {
         name: name?.value,
@@ -156,7 +166,8 @@ fn read(root: &Node, env: &Environment, d: &mut Diagnostics) -> Option<Workflow>
         contacts: decls.contacts.iter().map(|c| c.value.clone()).collect(),
         materials: decls.materials.as_ref().map(|m| m.value.clone()),
         schedules,
-        steps: steps.into_iter().map(|s| s.step).collect(),
+        follow_ups,
+        steps: steps_read,
     };
     Some(workflow)
 }
@@ -220,6 +231,8 @@ pub(super) struct Declarations<'e> {
     pub retry_policies: BTreeMap<String, Located<Retry>>,
     pub materials: Option<Located<Materials>>,
     pub steps: Vec<steps::Declared>,
+    /// Follow-up ids: their due dates are `deadline.ID.due` in their messages.
+    pub follow_ups: Vec<String>,
 }
 
 impl<'e> Declarations<'e> {
@@ -233,6 +246,7 @@ impl<'e> Declarations<'e> {
             retry_policies: BTreeMap::new(),
             materials: None,
             steps: Vec::new(),
+            follow_ups: Vec::new(),
         }
     }
 
@@ -372,6 +386,7 @@ impl Scope for Declarations<'_> {
                         unknown(&format!("output of `{}`:", handler.name), field, names)
                     })
             }
+            Reference::Due(id) if self.follow_ups.contains(id) => Ok(Type::Date),
             Reference::Due(step) => {
                 let s = self.known_step(step)?;
                 if s.kind == "deadline" {

@@ -23,6 +23,7 @@ mod load;
 mod message;
 pub mod model;
 pub mod period;
+pub mod follow_ups;
 mod schedules;
 pub mod schema;
 mod steps;

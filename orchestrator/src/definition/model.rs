@@ -25,6 +25,8 @@ pub struct Workflow {
     pub contacts: Vec<Contact>,
     pub materials: Option<Materials>,
     pub schedules: Vec<Schedule>,
+    /// Reminders sent after the case ended, at anniversaries.
+    pub follow_ups: Vec<FollowUp>,
     /// Steps in file order; execution starts at the first.
     pub steps: Vec<Step>,
 }
@@ -306,6 +308,23 @@ impl Step {
 /// What a materials check compares submissions against; the same type
 /// travels to the workers with each check.
 pub use docket_workers::contract::{Document, Materials, Requirement};
+
+/// Reminders an ended case keeps sending, one before each anniversary of
+/// an event (the permit's yearly endorsement).
+#[derive(Debug, Clone)]
+pub struct FollowUp {
+    pub id: String,
+    pub title: Option<String>,
+    /// Only cases that ended with this outcome are followed up.
+    pub when_outcome: String,
+    /// The event whose date the anniversaries count from.
+    pub anchor: String,
+    pub every_months: u32,
+    pub remind_before_months: u32,
+    /// How many anniversaries; every one while the case is kept if none.
+    pub times: Option<u32>,
+    pub message: Message,
+}
 
 /// A recurring sweep: at each cron tick, notify about every case whose
 /// deadline falls within `due_within`.

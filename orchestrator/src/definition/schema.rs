@@ -35,6 +35,8 @@ pub struct WorkflowFile {
     pub materials: Option<MaterialsFile>,
     /// Recurring sweeps over cases with a deadline coming up.
     pub schedules: Option<Vec<ScheduleFile>>,
+    /// Reminders sent after a case ended, at each anniversary of an event.
+    pub follow_ups: Option<Vec<FollowUpFile>>,
     /// The steps; a case starts at the first.
     pub steps: Vec<StepFile>,
 }
@@ -173,6 +175,29 @@ pub struct ScheduleFile {
     pub deadline: String,
     /// Cases whose deadline falls within this period, e.g. `2 working days`.
     pub due_within: String,
+    pub channel: ChannelName,
+    pub to: String,
+    pub subject: Option<String>,
+    pub message: String,
+}
+
+/// A reminder at each anniversary of an event, after the case ended.
+#[derive(Debug, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct FollowUpFile {
+    /// Also names its due date in messages: `deadline.ID.due`.
+    pub id: String,
+    pub title: Option<String>,
+    /// Only cases that ended with this outcome, e.g. `issued`.
+    pub when_outcome: String,
+    /// The event whose date anniversaries count from.
+    pub anchor: String,
+    /// Calendar months or years, e.g. `1 year`.
+    pub every: String,
+    /// How long before each anniversary the reminder goes out, e.g. `1 month`.
+    pub remind_before: String,
+    /// How many anniversaries; unlimited if absent.
+    pub times: Option<u32>,
     pub channel: ChannelName,
     pub to: String,
     pub subject: Option<String>,
@@ -325,7 +350,7 @@ mod tests {
 
     use serde_json::Value;
 
-    use super::super::{load, schedules, steps};
+    use super::super::{follow_ups, load, schedules, steps};
     use super::*;
 
     fn properties(schema: &Value, definition: &str) -> BTreeSet<String> {
@@ -361,6 +386,7 @@ mod tests {
             ("MaterialsFile", set(load::MATERIALS_FIELDS)),
             ("RequirementFile", set(load::REQUIREMENT_FIELDS)),
             ("ScheduleFile", set(schedules::SCHEDULE_FIELDS)),
+            ("FollowUpFile", set(follow_ups::FOLLOW_UP_FIELDS)),
             ("ReminderFile", set(steps::REMINDER_FIELDS)),
             ("CaseFile", set(steps::CASE_FIELDS)),
         ];

@@ -155,6 +155,25 @@ fn describe(
             None,
             format!("extended to {limit}, due {}", due_text(*due)),
         ),
+        E::FollowUpScheduled {
+            follow_up,
+            remind_at,
+            due,
+            ..
+        } => (
+            format!("follow-up {follow_up}"),
+            None,
+            format!(
+                "reminder on {}, due {}",
+                remind_at.with_timezone(&Shanghai).format("%Y-%m-%d"),
+                due_text(*due)
+            ),
+        ),
+        E::FollowUpSent { follow_up, n, .. } => (
+            format!("follow-up {follow_up}"),
+            Some(*n),
+            "reminder sent".to_owned(),
+        ),
         E::DeadlineNotCounted { deadline, error } => (
             format!("deadline {deadline}"),
             None,

@@ -100,6 +100,19 @@ pub enum HistoryEvent {
         deadline: String,
         attempt_id: String,
     },
+    /// The reminder before anniversary `n` will go out at `remind_at`;
+    /// `due` is the anniversary itself.
+    FollowUpScheduled {
+        follow_up: String,
+        n: u32,
+        remind_at: DateTime<Utc>,
+        due: DateTime<Utc>,
+    },
+    FollowUpSent {
+        follow_up: String,
+        n: u32,
+        attempt_id: String,
+    },
     SideJobFinished {
         attempt_id: String,
         outcome: String,
@@ -144,6 +157,8 @@ impl HistoryEvent {
             HistoryEvent::DeadlineMet { .. } => "deadline_met",
             HistoryEvent::DeadlineExpired { .. } => "deadline_expired",
             HistoryEvent::ReminderScheduled { .. } => "reminder_scheduled",
+            HistoryEvent::FollowUpScheduled { .. } => "follow_up_scheduled",
+            HistoryEvent::FollowUpSent { .. } => "follow_up_sent",
             HistoryEvent::SideJobFinished { .. } => "side_job_finished",
             HistoryEvent::CompletionIgnored { .. } => "completion_ignored",
             HistoryEvent::StepRetried { .. } => "step_retried",

@@ -167,4 +167,9 @@ pub enum TimerKind {
         deadline: String,
         index: usize,
     },
+    /// The reminder before anniversary `n` of an ended case's follow-up.
+    FollowUp {
+        follow_up: String,
+        n: u32,
+    },
 }

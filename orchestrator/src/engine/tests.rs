@@ -172,14 +172,70 @@ fn a_whole_application_ends_in_a_collected_permit() {
             outcome: "issued".into()
         }
     );
-    assert!(c.state.timers.is_empty(), "{:?}", c.state.timers);
+    // Only the endorsement follow-up is left to run.
+    let timers: Vec<&TimerKind> = c.state.timers.values().map(|t| &t.kind).collect();
+    assert!(
+        matches!(timers.as_slice(), [TimerKind::FollowUp { n: 1, .. }]),
+        "{timers:?}"
+    );
     let kinds = c.kinds();
     assert_eq!(kinds.first(), Some(&"case_started"));
-    assert_eq!(kinds.last(), Some(&"case_completed"));
+    assert_eq!(
+        &kinds[kinds.len() - 2..],
+        ["case_completed", "follow_up_scheduled"]
+    );
     assert_eq!(kinds.iter().filter(|k| **k == "deadline_met").count(), 2);
     assert_eq!(
         kinds.iter().filter(|k| **k == "attempt_succeeded").count(),
         6
+    );
+}
+
+/// A collected permit is endorsed yearly (Art. 10): the holder is reminded
+/// when the month before each anniversary of collection opens.
+#[test]
+fn an_issued_permit_is_followed_up_before_each_anniversary() {
+    let mut c = accepted_case(shanghai(2026, 2, 10, 10));
+    c.now = shanghai(2026, 2, 20, 10);
+    c.signal("permit_ready", json!({}));
+    c.succeed("sent");
+    c.now = shanghai(2026, 3, 31, 15);
+    c.signal("permit_collected", json!({}));
+    let jobs_before = c.jobs.len();
+    // Anniversary 2027-03-31; its window opens on the last day of February.
+    c.advance_to(shanghai(2027, 2, 27, 23));
+    assert_eq!(c.jobs.len(), jobs_before, "nothing before the window");
+    c.advance_to(shanghai(2027, 2, 28, 0));
+    let reminder = c.last_job().clone();
+    assert_eq!(reminder.handler, "notify.webhook");
+    assert_eq!(reminder.params["to"], "o-applicant");
+    let body = reminder.params["body"].as_str().unwrap_or_default();
+    assert!(body.contains("endorsed by 2027-03-30"), "{body}");
+    // The reminder is a side job of the ended case: its report is recorded.
+    c.apply(Command::Complete {
+        attempt_id: reminder.attempt_id.clone(),
+        outcome: Outcome::succeeded("sent"),
+    })
+    .expect("report");
+    assert_eq!(c.kinds().last(), Some(&"side_job_finished"));
+    // And the next year's.
+    c.advance_to(shanghai(2028, 3, 1, 0));
+    let next = c.last_job();
+    assert_ne!(next.attempt_id, reminder.attempt_id);
+    let body = next.params["body"].as_str().unwrap_or_default();
+    assert!(body.contains("endorsed by 2028-03-30"), "{body}");
+    assert!(matches!(
+        c.state.status,
+        Status::Completed { ref outcome } if outcome == "issued"
+    ));
+    // A refused case is not followed up.
+    let mut refused = accepted_case(shanghai(2026, 2, 10, 10));
+    refused.signal("application_refused", json!({"reason": "not resident"}));
+    refused.succeed("sent");
+    assert!(
+        refused.state.timers.is_empty(),
+        "{:?}",
+        refused.state.timers
     );
 }
 

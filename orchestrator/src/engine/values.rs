@@ -99,13 +99,26 @@ fn compare(op: Compare, a: &Value, b: &Value) -> bool {
     }
 }
 
-/// Renders a message template with the case's values.
+/// Renders a message template with the case's values, due dates in UTC.
 pub fn render(state: &CaseState, template: &Template) -> String {
+    render_in(state, template, chrono_tz::Tz::UTC)
+}
+
+/// Renders a message template for people in `tz`: a due date is the last
+/// day it covers (`2026-02-25` for the end of that day), or a local time
+/// when it falls inside a day.
+pub fn render_in(state: &CaseState, template: &Template, tz: chrono_tz::Tz) -> String {
     template
         .pieces
         .iter()
         .map(|p| match p {
             Piece::Text(t) => t.clone(),
+            Piece::Value(Reference::Due(deadline)) => state
+                .deadlines
+                .get(deadline)
+                .and_then(|d| d.due)
+                .map(|due| local_due(due, tz))
+                .unwrap_or_default(),
             Piece::Value(r) => match lookup(state, r) {
                 Value::Null => String::new(),
                 Value::String(s) => s,
@@ -118,6 +131,16 @@ pub fn render(state: &CaseState, template: &Template) -> String {
             },
         })
         .collect()
+}
+
+fn local_due(due: chrono::DateTime<chrono::Utc>, tz: chrono_tz::Tz) -> String {
+    let local = due.with_timezone(&tz);
+    if local.time() == chrono::NaiveTime::MIN {
+        let last = local.date_naive().pred_opt().unwrap_or(local.date_naive());
+        last.format("%Y-%m-%d").to_string()
+    } else {
+        local.format("%Y-%m-%d %H:%M").to_string()
+    }
 }
 
 /// Checks data given from outside (a case's input, an event's data)

@@ -9,12 +9,13 @@ use docket_workers::contract::{JOB_VERSION, Outcome};
 use serde_json::Value;
 
 use super::state::{CaseState, Data, Phase, Received, Status, StepResult, Timer, TimerKind};
-use super::values::{check, eval, holds, render};
+use super::values::{check, eval, holds, render_in};
 use super::{Command, Context, Decision, Effect, HistoryEvent, Job, Rejection};
 use crate::definition::model::{Message, Recipient, Retry, Step, StepKind, Task};
 use crate::definition::period::Period;
 
 mod deadlines;
+mod follow_ups;
 
 pub use deadlines::Extension;
 
@@ -269,6 +270,7 @@ impl<'a> Machine<'a> {
                     self.record(HistoryEvent::CaseCompleted {
                         outcome: end.outcome.clone(),
                     });
+                    self.start_follow_ups(&end.outcome);
                     None
                 }
             };
@@ -337,12 +339,12 @@ impl<'a> Machine<'a> {
         if let Some(subject) = &message.subject {
             params.insert(
                 "subject".to_owned(),
-                Value::String(render(&self.state, subject)),
+                Value::String(render_in(&self.state, subject, self.timezone())),
             );
         }
         params.insert(
             "body".to_owned(),
-            Value::String(render(&self.state, &message.body)),
+            Value::String(render_in(&self.state, &message.body, self.timezone())),
         );
         let handler = message.channel.handler();
         let spec = docket_workers::catalog::handler(handler);
@@ -606,6 +608,11 @@ impl<'a> Machine<'a> {
         let Some(timer) = self.state.timers.remove(timer_id) else {
             return Ok(());
         };
+        // Follow-ups are what an ended case still does.
+        if let TimerKind::FollowUp { follow_up, n } = &timer.kind {
+            self.send_follow_up(follow_up, *n);
+            return Ok(());
+        }
         if !self.state.status.is_active() {
             return Ok(());
         }
@@ -654,6 +661,8 @@ impl<'a> Machine<'a> {
                 self.remind(&deadline, index);
                 Ok(())
             }
+            // Sent above, whatever the case's status.
+            TimerKind::FollowUp { .. } => Ok(()),
         }
     }
 
