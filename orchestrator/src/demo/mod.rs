@@ -121,11 +121,13 @@ pub async fn run<S: Store>(
         settle(&orch, &mut embedded, settings).await?;
         let now = clock.now();
         let mut next: Option<DateTime<Utc>> = orch.store.next_timer().await?;
+        let mut any_active = false;
         for case in &mut cases {
             let state = orch.store.case(&case.id).await?.map(|r| r.state);
             let Some(state) = state.filter(|s| s.status.is_active()) else {
                 continue;
             };
+            any_active = true;
             if case.pending.is_none()
                 && state.phase == Phase::Waiting
                 && let Some(act) = case
@@ -141,7 +143,11 @@ pub async fn run<S: Store>(
                 next = Some(next.map_or(*at, |n| n.min(*at)));
             }
         }
-        let Some(next) = next else { break };
+        // Ended cases keep follow-up timers for years: the story is over
+        // when every case has ended.
+        let Some(next) = next.filter(|_| any_active) else {
+            break;
+        };
         clock.advance_to(next);
         for case in &mut cases {
             if let Some((at, act)) = case.pending.take() {
