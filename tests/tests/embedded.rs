@@ -103,6 +103,10 @@ fn input() -> Value {
     })
 }
 
+fn materials_again() -> Value {
+    json!({"materials": ["lease_contract"]})
+}
+
 fn kill(child: &mut Child) {
     let _ = child.kill();
     let _ = child.wait();
@@ -148,6 +152,55 @@ fn a_case_completes_after_the_orchestrator_is_killed_between_commit_and_dispatch
     sandbox.wait_for(&case, Some("await_acceptance"));
     sandbox.signal(&case, "application_accepted", json!({}));
     sandbox.wait_for(&case, Some("await_permit"));
+
+    // An officer extends the issuance limit: past the workflow's cap is
+    // refused and changes nothing; within it, it is recorded.
+    let extend = |to: &str| {
+        sandbox.run(&[
+            "extend",
+            &case,
+            "issuance_limit",
+            "--to",
+            to,
+            "--reason",
+            "remote township",
+            "--legal-basis",
+            "Decree 663 Art. 9",
+            "--actor",
+            "officer:lin",
+        ])
+    };
+    let out = extend("31days");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("`31days` is past the most the workflow allows, `30days` in total"),
+        "{}",
+        stderr(&out)
+    );
+    let out = extend("30days");
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Waiting on the applicant pauses both clocks; the submission resumes them.
+    sandbox.signal(
+        &case,
+        "supplement_requested",
+        json!({"missing": "lease contract"}),
+    );
+    let s = sandbox.wait_for(&case, Some("await_supplement"));
+    assert_eq!(
+        s["deadlines"]["issuance_limit"]["status"]["status"],
+        "paused"
+    );
+    assert_eq!(
+        s["deadlines"]["notice_promise"]["status"]["status"],
+        "paused"
+    );
+    sandbox.signal(&case, "supplement_submitted", materials_again());
+    let s = sandbox.wait_for(&case, Some("await_permit"));
+    let issuance = &s["deadlines"]["issuance_limit"];
+    assert_eq!(issuance["status"]["status"], "running");
+    assert_eq!(issuance["extended_to"], "30days");
+    assert_eq!(issuance["pauses"].as_array().map(Vec::len), Some(1));
+
     sandbox.signal(&case, "permit_ready", json!({}));
     sandbox.wait_for(&case, Some("await_collection"));
     sandbox.signal(&case, "permit_collected", json!({}));
@@ -157,7 +210,10 @@ fn a_case_completes_after_the_orchestrator_is_killed_between_commit_and_dispatch
         s["status"],
         json!({"status": "completed", "outcome": "issued"})
     );
-    assert_eq!(s["timers"], json!([]));
+    // What is left is the yearly endorsement reminder.
+    let timers = s["timers"].as_array().cloned().unwrap_or_default();
+    assert_eq!(timers.len(), 1, "{timers:#?}");
+    assert_eq!(timers[0]["kind"]["kind"], "follow_up");
 
     // No step was completed twice: one success per step entry.
     let out = sandbox.run(&["history", &case, "--json"]);
@@ -170,8 +226,15 @@ fn a_case_completes_after_the_orchestrator_is_killed_between_commit_and_dispatch
             *successes.entry(entry.to_owned()).or_default() += 1;
         }
     }
-    assert_eq!(successes.len(), 6, "{successes:#?}");
+    assert_eq!(successes.len(), 7, "{successes:#?}");
     assert!(successes.values().all(|n| *n == 1), "{successes:#?}");
+    let extended: Vec<&Value> = history
+        .iter()
+        .filter(|r| r["event"]["type"] == "deadline_extended")
+        .collect();
+    assert_eq!(extended.len(), 1, "the refused extension left no trace");
+    assert_eq!(extended[0]["actor"], "officer:lin");
+    assert_eq!(extended[0]["event"]["legal_basis"], "Decree 663 Art. 9");
     let seqs: Vec<i64> = history.iter().filter_map(|r| r["seq"].as_i64()).collect();
     assert_eq!(seqs, (1..=seqs.len() as i64).collect::<Vec<_>>());
 }
