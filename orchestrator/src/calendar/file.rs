@@ -360,8 +360,10 @@ fn make_up_workdays(
     make_up
 }
 
-/// A date written strictly as `YYYY-MM-DD`.
-fn parse_date(text: &str) -> Option<NaiveDate> {
+/// A date written strictly as `YYYY-MM-DD`: chrono alone would also take
+/// `2026-2-1`, and a date given on the command line should be written the
+/// way calendar files must write it.
+pub fn parse_date(text: &str) -> Option<NaiveDate> {
     let b = text.as_bytes();
     let shaped = b.len() == 10
         && b[4] == b'-'

@@ -23,6 +23,7 @@ mod arithmetic;
 mod file;
 
 pub(crate) use arithmetic::start_of_day;
+pub use file::parse_date;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -378,6 +379,24 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("calendars/x.yaml:3:"), "{text}");
+    }
+
+    #[test]
+    fn parse_date_takes_only_real_dates_written_in_full() {
+        assert_eq!(
+            parse_date("2026-02-10"),
+            NaiveDate::from_ymd_opt(2026, 2, 10)
+        );
+        for text in [
+            "2026-2-10",
+            "2026-02-30",
+            "20260210",
+            " 2026-02-10",
+            "2026/02/10",
+            "",
+        ] {
+            assert_eq!(parse_date(text), None, "{text:?}");
+        }
     }
 
     #[test]

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod calendar;
 mod cases;
 mod demo;
 mod graph;
@@ -29,6 +30,9 @@ enum Command {
     Graph(graph::Graph),
     /// Print the JSON Schema of workflow files, for editors.
     Schema,
+    /// Compute due dates on a working-day calendar, or list a year's
+    /// holiday arrangement.
+    Calendar(calendar::CalendarCommand),
     /// Run three residence-permit cases end to end on an embedded SQLite
     /// file, with simulated applicants, police and services.
     Demo(demo::Demo),
@@ -49,6 +53,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             println!("{}", docket::definition::schema::json_schema());
             Ok(ExitCode::SUCCESS)
         }
+        Command::Calendar(cmd) => cmd.run(),
         Command::Demo(cmd) => runtime()?.block_on(cmd.run()),
         Command::Migrate(cmd) => runtime()?.block_on(cmd.run()),
         Command::Serve(cmd) => runtime()?.block_on(cmd.run()),

@@ -18,12 +18,12 @@
 pub mod diagnostic;
 pub mod expr;
 mod flow;
+pub mod follow_ups;
 pub mod graph;
 mod load;
 mod message;
 pub mod model;
 pub mod period;
-pub mod follow_ups;
 mod schedules;
 pub mod schema;
 mod steps;
