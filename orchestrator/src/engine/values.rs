@@ -133,7 +133,9 @@ pub fn render_in(state: &CaseState, template: &Template, tz: chrono_tz::Tz) -> S
         .collect()
 }
 
-fn local_due(due: chrono::DateTime<chrono::Utc>, tz: chrono_tz::Tz) -> String {
+/// A due instant as people read it in `tz`: the last day it covers, or a
+/// local time when it falls inside a day.
+pub fn local_due(due: chrono::DateTime<chrono::Utc>, tz: chrono_tz::Tz) -> String {
     let local = due.with_timezone(&tz);
     if local.time() == chrono::NaiveTime::MIN {
         let last = local.date_naive().pred_opt().unwrap_or(local.date_naive());

@@ -9,6 +9,7 @@
 //! - [`embedded`]: in-process workers on an in-memory queue.
 //! - [`fault`]: fault injection for the reliability tests.
 //! - [`redis`]: production mode's transport and completions consumer.
+//! - [`schedules`]: workflow schedules, fired once per tick across replicas.
 //! - [`service`]: the long-running loops and their shutdown.
 
 pub mod clock;
@@ -17,6 +18,7 @@ pub mod dispatcher;
 pub mod embedded;
 pub mod fault;
 pub mod redis;
+pub mod schedules;
 pub mod service;
 
 use std::collections::BTreeMap;
@@ -26,6 +28,7 @@ use docket_workers::contract::Outcome;
 
 use crate::calendar::Calendar;
 use crate::engine::{self, CaseState, Command, Context, Data};
+use crate::store::schedules::is_firing_attempt;
 use crate::store::{CaseRecord, Lock, Store, StoreError, Updated};
 use clock::{Clock, IdGen};
 use definitions::{DefinitionError, Registry};
@@ -148,12 +151,18 @@ impl<S: Store> Orchestrator<S> {
         self.apply(case_id, command, actor, Lock::Wait).await
     }
 
-    /// Applies a worker's report. The case is named by the attempt id.
+    /// Applies a worker's report. The case is named by the attempt id. A
+    /// report on a schedule's message moves its firing instead and changes
+    /// no case: it returns [`Updated::Unchanged`].
     pub async fn complete(
         &self,
         attempt_id: &str,
         outcome: Outcome,
     ) -> Result<Updated, RuntimeError> {
+        if is_firing_attempt(attempt_id) {
+            self.complete_firing(attempt_id, outcome).await?;
+            return Ok(Updated::Unchanged);
+        }
         let case_id = attempt_id
             .split_once('/')
             .map(|(case, _)| case)

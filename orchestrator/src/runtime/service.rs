@@ -1,5 +1,6 @@
 //! The long-running loops of an orchestrator process: applying worker
-//! completions, dispatching jobs and firing timers, until shutdown.
+//! completions, dispatching jobs, firing timers and schedules, until
+//! shutdown.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,8 +25,11 @@ pub struct Settings {
     pub poll: Duration,
     /// Jobs each queue may have on the transport at once.
     pub window: u64,
-    /// Timers fired per round.
+    /// Timers fired per round; also schedules and their messages.
     pub timer_batch: u32,
+    /// How often the stored schedules are brought in line with the latest
+    /// deployed versions (another orchestrator may have deployed one).
+    pub schedule_sync: Duration,
 }
 
 impl Default for Settings {
@@ -34,6 +38,7 @@ impl Default for Settings {
             poll: Duration::from_millis(200),
             window: 200,
             timer_batch: 500,
+            schedule_sync: Duration::from_secs(60),
         }
     }
 }
@@ -57,6 +62,8 @@ pub struct Round {
     pub completions: usize,
     pub dispatched: usize,
     pub timers: usize,
+    /// Schedule ticks claimed and their messages moved on.
+    pub schedules: usize,
 }
 
 impl Round {
@@ -66,7 +73,7 @@ impl Round {
 }
 
 /// One round: apply the reports that arrived, dispatch waiting jobs, fire
-/// due timers.
+/// due timers and due schedules.
 pub async fn round<S: Store>(
     orch: &Orchestrator<S>,
     transport: &dyn Transport,
@@ -86,6 +93,7 @@ pub async fn round<S: Store>(
             super::dispatcher::DispatchError::Transport(t) => RuntimeError::Transport(t),
         })?;
     done.timers = orch.fire_due_timers(settings.timer_batch).await?;
+    done.schedules = orch.fire_due_schedules(settings.timer_batch).await?;
     Ok(done)
 }
 
@@ -119,9 +127,20 @@ pub async fn run<S: Store>(
     mut shutdown: watch::Receiver<bool>,
     settings: Settings,
 ) {
+    let mut synced: Option<tokio::time::Instant> = None;
     loop {
         if *shutdown.borrow() {
             return;
+        }
+        if synced.is_none_or(|at| at.elapsed() >= settings.schedule_sync) {
+            match orch.sync_schedules().await {
+                Ok(active) if synced.is_none() => tracing::info!(active, "schedules synced"),
+                Ok(_) => {}
+                // Tried again at the next sync; the schedules already
+                // stored keep firing meanwhile.
+                Err(e) => tracing::error!(error = %e, "schedules could not be synced"),
+            }
+            synced = Some(tokio::time::Instant::now());
         }
         let idle = match round(&orch, &*transport, &mut completions, settings).await {
             Ok(done) => done.is_idle(),

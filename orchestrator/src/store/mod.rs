@@ -6,6 +6,10 @@
 //! ([`Store::update_case`]). PostgreSQL ([`postgres`]) is the production
 //! store; SQLite ([`sqlite`]) is the embedded default. Both pass the same
 //! conformance suite (`conformance`).
+//!
+//! Workflow schedules ([`schedules`]) keep their next tick and every firing
+//! here too; claiming a tick is a compare-and-set in the same transaction
+//! as the firing's record and its notification job.
 
 use std::future::Future;
 
@@ -16,9 +20,15 @@ use crate::engine::{CaseState, Decision, HistoryEvent, Job, Rejection};
 
 pub mod postgres;
 mod rows;
+pub mod schedules;
 mod sql;
 pub mod sqlite;
 mod write;
+
+pub use schedules::{
+    ActiveCases, Claim, Claimed, Firing, FiringStatus, FiringUpdate, NewFiring, ScheduleRecord,
+    ScheduleSpec,
+};
 
 #[cfg(test)]
 pub(crate) mod conformance;
@@ -247,6 +257,86 @@ pub trait Store: Send + Sync + 'static {
     /// outbox: after the transport lost its contents (an in-memory queue
     /// after a restart, a flushed Redis), nothing outstanding is lost.
     fn requeue_unfinished(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    // --- schedules -------------------------------------------------------
+
+    /// The highest deployed version of every workflow, by name.
+    fn latest_definitions(
+        &self,
+    ) -> impl Future<Output = Result<Vec<DefinitionRecord>, StoreError>> + Send;
+
+    /// Makes the stored schedules of `workflow` those of its latest
+    /// version: adds the missing ones at their `first_at`, restarts those
+    /// whose expression or time zone changed, retires those it no longer
+    /// has. An unchanged schedule keeps its `next_at`, even one long past.
+    fn sync_schedules(
+        &self,
+        workflow: &str,
+        specs: &[ScheduleSpec],
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Every stored schedule, retired ones included.
+    fn schedules(&self) -> impl Future<Output = Result<Vec<ScheduleRecord>, StoreError>> + Send;
+
+    /// When schedule work next falls due, if any is waiting: a tick, a
+    /// notification timing out or a retry.
+    fn next_schedule_work(
+        &self,
+    ) -> impl Future<Output = Result<Option<DateTime<Utc>>, StoreError>> + Send;
+
+    /// Schedules whose next tick is at or before `now`, earliest first.
+    fn due_schedules(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<ScheduleRecord>, StoreError>> + Send;
+
+    /// Moves a schedule from `claim.expected` to `claim.next_at`, writing
+    /// the firing and enqueueing its notification in the same transaction;
+    /// [`Claimed::Lost`], writing nothing, if another process moved it
+    /// first. Of any number of concurrent claims of one tick, one wins.
+    fn claim_schedule(
+        &self,
+        claim: &Claim,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Claimed, StoreError>> + Send;
+
+    /// The active cases of every version of `workflow`.
+    fn active_cases(
+        &self,
+        workflow: &str,
+    ) -> impl Future<Output = Result<ActiveCases, StoreError>> + Send;
+
+    /// Firings whose notification timed out or is due to be retried.
+    fn due_firings(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<Firing>, StoreError>> + Send;
+
+    /// The firing an attempt belongs to, whether or not it is the current one.
+    fn firing_of_attempt(
+        &self,
+        attempt_id: &str,
+    ) -> impl Future<Output = Result<Option<Firing>, StoreError>> + Send;
+
+    /// Applies `update` if the firing is still where it expects; settles the
+    /// attempt it names and enqueues the next, in one transaction. Returns
+    /// whether it was applied.
+    fn update_firing(
+        &self,
+        update: &FiringUpdate,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// A schedule's firings, latest tick first.
+    fn firings(
+        &self,
+        workflow: &str,
+        schedule: &str,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<Firing>, StoreError>> + Send;
 }
 
 /// The status column of a case.

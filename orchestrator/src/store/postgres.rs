@@ -12,13 +12,18 @@ use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};
 use sqlx::types::Json;
 
-use super::rows::{self, CaseRow, DefinitionRow, HistoryRow, OutboxRow, SummaryRow, TimerRow};
+use super::rows::{
+    self, ActiveCaseRow, CaseRow, DefinitionRow, FiringRow, HistoryRow, OutboxRow, ScheduleRow,
+    SummaryRow, TimerRow,
+};
+use super::schedules::is_firing_attempt;
 use super::write::{self, Write};
 use super::{
-    CaseFilter, CaseRecord, CaseSummary, DefinitionRecord, DueTimer, HistoryRecord, Lock,
-    OutboxRecord, Store, StoreError, Updated, sql,
+    ActiveCases, CaseFilter, CaseRecord, CaseSummary, Claim, Claimed, DefinitionRecord, DueTimer,
+    Firing, FiringUpdate, HistoryRecord, Lock, OutboxRecord, ScheduleRecord, ScheduleSpec, Store,
+    StoreError, Updated, sql,
 };
-use crate::engine::{Decision, Rejection, TimerKind};
+use crate::engine::{Decision, Job, Rejection, TimerKind};
 
 static MIGRATOR: Migrator = sqlx::migrate!("../migrations/postgres");
 
@@ -35,6 +40,11 @@ const CASE_EXISTS: &str = "SELECT EXISTS (SELECT 1 FROM cases WHERE id = $1)";
 /// Deletes the case's timers whose ids are not in the array `$2`.
 const DELETE_OTHER_TIMERS: &str = "\
     DELETE FROM timers WHERE case_id = $1 AND NOT (id = ANY ($2))";
+
+/// Retires the workflow's schedules whose ids are not in the array `$2`.
+const RETIRE_OTHER_SCHEDULES: &str = "\
+    UPDATE schedules SET retired_at = $3, updated_at = $3 \
+    WHERE workflow = $1 AND retired_at IS NULL AND NOT (schedule = ANY ($2))";
 
 /// The store on PostgreSQL.
 #[derive(Debug, Clone)]
@@ -55,6 +65,14 @@ impl PgStore {
             .connect(url)
             .await?;
         Ok(PgStore::new(pool))
+    }
+
+    /// Applies the migrations up to and including `version` only: a
+    /// database as an earlier release left it.
+    #[cfg(test)]
+    pub(crate) async fn migrate_to(&self, version: i64) -> Result<(), StoreError> {
+        MIGRATOR.run_to(version, &self.pool).await?;
+        Ok(())
     }
 
     #[cfg(test)]
@@ -128,6 +146,34 @@ async fn write(
             .bind(&t.timer.id)
             .bind(t.timer.due)
             .bind(Json(&t.timer.kind))
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Schedules a firing's notification: its attempt and its outbox row.
+async fn enqueue_firing_job(
+    conn: &mut PgConnection,
+    firing_id: i64,
+    job: &Job,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let scheduled = sqlx::query(sql::INSERT_FIRING_ATTEMPT)
+        .bind(&job.attempt_id)
+        .bind(firing_id)
+        .bind(&job.step)
+        .bind(&job.handler)
+        .bind(&job.queue)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+    if scheduled.rows_affected() == 1 {
+        sqlx::query(sql::INSERT_OUTBOX)
+            .bind(&job.attempt_id)
+            .bind(&job.queue)
+            .bind(Json(job))
+            .bind(now)
             .execute(&mut *conn)
             .await?;
     }
@@ -364,15 +410,23 @@ impl Store for PgStore {
             .execute(&mut *tx)
             .await?;
         if let Some(due) = write::timeout_from(&job, now) {
-            let kind = TimerKind::AttemptTimeout {
-                attempt_id: job.attempt_id.clone(),
-            };
-            sqlx::query(sql::PUSH_ATTEMPT_TIMEOUT)
-                .bind(&job.case_id)
-                .bind(Json(&kind))
-                .bind(due)
-                .execute(&mut *tx)
-                .await?;
+            if is_firing_attempt(&job.attempt_id) {
+                sqlx::query(sql::PUSH_FIRING_TIMEOUT)
+                    .bind(&job.attempt_id)
+                    .bind(due)
+                    .execute(&mut *tx)
+                    .await?;
+            } else {
+                let kind = TimerKind::AttemptTimeout {
+                    attempt_id: job.attempt_id.clone(),
+                };
+                sqlx::query(sql::PUSH_ATTEMPT_TIMEOUT)
+                    .bind(&job.case_id)
+                    .bind(Json(&kind))
+                    .bind(due)
+                    .execute(&mut *tx)
+                    .await?;
+            }
         }
         tx.commit().await?;
         Ok(())
@@ -395,5 +449,192 @@ impl Store for PgStore {
         sqlx::query(sql::REQUEUE_ATTEMPTS).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(requeued)
+    }
+    async fn latest_definitions(&self) -> Result<Vec<DefinitionRecord>, StoreError> {
+        let rows: Vec<DefinitionRow> = sqlx::query_as(sql::LATEST_DEFINITIONS)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter().map(DefinitionRow::into_record).collect()
+    }
+
+    async fn sync_schedules(
+        &self,
+        workflow: &str,
+        specs: &[ScheduleSpec],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for spec in specs {
+            sqlx::query(sql::UPSERT_SCHEDULE)
+                .bind(workflow)
+                .bind(&spec.id)
+                .bind(&spec.cron)
+                .bind(&spec.timezone)
+                .bind(spec.first_at)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let ids: Vec<&str> = specs.iter().map(|s| s.id.as_str()).collect();
+        sqlx::query(RETIRE_OTHER_SCHEDULES)
+            .bind(workflow)
+            .bind(ids)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn schedules(&self) -> Result<Vec<ScheduleRecord>, StoreError> {
+        let rows: Vec<ScheduleRow> = sqlx::query_as(sql::SCHEDULES).fetch_all(&self.pool).await?;
+        Ok(rows.into_iter().map(ScheduleRecord::from).collect())
+    }
+
+    async fn next_schedule_work(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        Ok(sqlx::query_scalar(sql::NEXT_SCHEDULE_WORK)
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    async fn due_schedules(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<ScheduleRecord>, StoreError> {
+        let rows: Vec<ScheduleRow> = sqlx::query_as(sql::DUE_SCHEDULES)
+            .bind(now)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.into_iter().map(ScheduleRecord::from).collect())
+    }
+
+    async fn claim_schedule(
+        &self,
+        claim: &Claim,
+        now: DateTime<Utc>,
+    ) -> Result<Claimed, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let moved = sqlx::query(sql::CLAIM_SCHEDULE)
+            .bind(&claim.workflow)
+            .bind(&claim.schedule)
+            .bind(claim.expected)
+            .bind(claim.next_at)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if moved == 0 {
+            tx.rollback().await?;
+            return Ok(Claimed::Lost);
+        }
+        let mut firing_id = None;
+        if let Some(firing) = &claim.firing {
+            let columns = firing.columns(now);
+            firing_id = sqlx::query_scalar(sql::INSERT_FIRING)
+                .bind(&claim.workflow)
+                .bind(&claim.schedule)
+                .bind(firing.tick_at)
+                .bind(now)
+                .bind(i64::try_from(firing.cases).unwrap_or(i64::MAX))
+                .bind(firing.status.as_str())
+                .bind(firing.outcome.as_deref())
+                .bind(columns.attempt)
+                .bind(columns.attempt_id)
+                .bind(firing.job.as_ref().map(Json))
+                .bind(firing.due_at)
+                .bind(columns.finished_at)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if let (Some(id), Some(job)) = (firing_id, &firing.job) {
+                enqueue_firing_job(&mut tx, id, job, now).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(Claimed::Won { firing: firing_id })
+    }
+
+    async fn active_cases(&self, workflow: &str) -> Result<ActiveCases, StoreError> {
+        let rows: Vec<ActiveCaseRow> = sqlx::query_as(sql::ACTIVE_CASES)
+            .bind(workflow)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows::active_cases(rows))
+    }
+
+    async fn due_firings(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<Firing>, StoreError> {
+        let rows: Vec<FiringRow> = sqlx::query_as(sql::DUE_FIRINGS)
+            .bind(now)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows::firings(rows)
+    }
+
+    async fn firing_of_attempt(&self, attempt_id: &str) -> Result<Option<Firing>, StoreError> {
+        let row: Option<FiringRow> = sqlx::query_as(sql::FIRING_OF_ATTEMPT)
+            .bind(attempt_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(FiringRow::into_firing).transpose()
+    }
+
+    async fn update_firing(
+        &self,
+        update: &FiringUpdate,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let next = update.enqueue.as_ref();
+        let changed = sqlx::query(sql::UPDATE_FIRING)
+            .bind(update.id)
+            .bind(update.expected_status.as_str())
+            .bind(i64::from(update.expected_attempt))
+            .bind(update.status.as_str())
+            .bind(update.outcome.as_deref())
+            .bind(update.due_at)
+            .bind(update.finished_at(now))
+            .bind(next.map(|j| i64::from(j.attempt)))
+            .bind(next.map(|j| j.attempt_id.as_str()))
+            .bind(next.map(Json))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if changed == 0 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        if let Some(attempt_id) = &update.finish_attempt {
+            sqlx::query(sql::FINISH_ATTEMPT)
+                .bind(attempt_id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(sql::WITHDRAW_WAITING_JOB)
+                .bind(attempt_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        if let Some(job) = next {
+            enqueue_firing_job(&mut tx, update.id, job, now).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn firings(
+        &self,
+        workflow: &str,
+        schedule: &str,
+        limit: u32,
+    ) -> Result<Vec<Firing>, StoreError> {
+        let rows: Vec<FiringRow> = sqlx::query_as(sql::FIRINGS)
+            .bind(workflow)
+            .bind(schedule)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows::firings(rows)
     }
 }

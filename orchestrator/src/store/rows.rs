@@ -5,10 +5,11 @@
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 
+use super::schedules::{ActiveCases, Firing, FiringStatus, ScheduleRecord};
 use super::{
     CaseRecord, CaseSummary, DefinitionRecord, DueTimer, HistoryRecord, OutboxRecord, StoreError,
 };
-use crate::engine::Job;
+use crate::engine::{CaseState, Job};
 
 /// Decodes a stored JSON document; `what` names it for an operator.
 pub(super) fn decode<T: DeserializeOwned>(
@@ -170,4 +171,103 @@ impl From<TimerRow> for DueTimer {
 /// A count as stored (never negative).
 pub(super) fn count(n: i64) -> u64 {
     u64::try_from(n).unwrap_or_default()
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub(super) struct ScheduleRow {
+    workflow: String,
+    schedule: String,
+    cron: String,
+    timezone: String,
+    next_at: Option<DateTime<Utc>>,
+    retired_at: Option<DateTime<Utc>>,
+}
+
+impl From<ScheduleRow> for ScheduleRecord {
+    fn from(row: ScheduleRow) -> Self {
+        ScheduleRecord {
+            workflow: row.workflow,
+            schedule: row.schedule,
+            cron: row.cron,
+            timezone: row.timezone,
+            next_at: row.next_at,
+            retired_at: row.retired_at,
+        }
+    }
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub(super) struct FiringRow {
+    id: i64,
+    workflow: String,
+    schedule: String,
+    tick_at: DateTime<Utc>,
+    fired_at: DateTime<Utc>,
+    cases: i64,
+    status: String,
+    outcome: Option<String>,
+    attempt: i64,
+    attempt_id: Option<String>,
+    job: Option<String>,
+    due_at: Option<DateTime<Utc>>,
+    finished_at: Option<DateTime<Utc>>,
+}
+
+impl FiringRow {
+    pub(super) fn into_firing(self) -> Result<Firing, StoreError> {
+        let what = || format!("firing {}", self.id);
+        let status = FiringStatus::parse(&self.status).ok_or_else(|| StoreError::Corrupt {
+            what: what(),
+            source: serde::de::Error::custom(format!("unknown status `{}`", self.status)),
+        })?;
+        let job = self
+            .job
+            .as_deref()
+            .map(|j| decode::<Job>(j, || format!("job of firing {}", self.id)))
+            .transpose()?;
+        let attempt = u32::try_from(self.attempt)
+            .map_err(|e| StoreError::Database(sqlx::Error::Decode(Box::new(e))))?;
+        Ok(Firing {
+            id: self.id,
+            workflow: self.workflow,
+            schedule: self.schedule,
+            tick_at: self.tick_at,
+            fired_at: self.fired_at,
+            cases: count(self.cases),
+            status,
+            outcome: self.outcome,
+            attempt,
+            attempt_id: self.attempt_id,
+            job,
+            due_at: self.due_at,
+            finished_at: self.finished_at,
+        })
+    }
+}
+
+pub(super) fn firings(rows: Vec<FiringRow>) -> Result<Vec<Firing>, StoreError> {
+    rows.into_iter().map(FiringRow::into_firing).collect()
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub(super) struct ActiveCaseRow {
+    id: String,
+    state: String,
+}
+
+/// The states that can be read; the ids of those that cannot, logged here
+/// and reported, so that one bad row does not stop a sweep.
+pub(super) fn active_cases(rows: Vec<ActiveCaseRow>) -> ActiveCases {
+    let mut out = ActiveCases::default();
+    for row in rows {
+        match decode::<CaseState>(&row.state, || format!("state of case {}", row.id)) {
+            Ok(state) => out.states.push(state),
+            Err(e) => {
+                let cause = std::error::Error::source(&e).map(ToString::to_string);
+                tracing::error!(case = %row.id, error = %e, cause, "a sweep skips a case that cannot be read");
+                out.unreadable.push(row.id);
+            }
+        }
+    }
+    out
 }

@@ -157,6 +157,110 @@ pub(super) const DUE_TIMERS: &str = "\
 
 pub(super) const NEXT_TIMER: &str = "SELECT min(due_at) FROM timers";
 
+// --- schedules ------------------------------------------------------------
+
+pub(super) const LATEST_DEFINITIONS: &str = "\
+    SELECT id, name, version, hash, source, deployed_at FROM definitions d \
+    WHERE version = (SELECT max(version) FROM definitions e WHERE e.name = d.name) \
+    ORDER BY name";
+
+/// Adds a schedule, or restarts one whose expression or time zone changed
+/// or that comes back after being retired; leaves an unchanged one alone,
+/// so its `next_at` — perhaps a tick missed while every orchestrator was
+/// down — survives a restart.
+pub(super) const UPSERT_SCHEDULE: &str = "\
+    INSERT INTO schedules (workflow, schedule, cron, timezone, next_at, retired_at, updated_at) \
+    VALUES ($1, $2, $3, $4, $5, NULL, $6) \
+    ON CONFLICT (workflow, schedule) DO UPDATE SET \
+    cron = excluded.cron, timezone = excluded.timezone, next_at = excluded.next_at, \
+    retired_at = NULL, updated_at = excluded.updated_at \
+    WHERE schedules.cron <> excluded.cron OR schedules.timezone <> excluded.timezone \
+    OR schedules.retired_at IS NOT NULL";
+
+pub(super) const SCHEDULES: &str = "\
+    SELECT workflow, schedule, cron, timezone, next_at, retired_at FROM schedules \
+    ORDER BY workflow, schedule";
+
+pub(super) const DUE_SCHEDULES: &str = "\
+    SELECT workflow, schedule, cron, timezone, next_at, retired_at FROM schedules \
+    WHERE retired_at IS NULL AND next_at <= $1 \
+    ORDER BY next_at, workflow, schedule LIMIT $2";
+
+/// The earliest moment schedule work falls due: a tick, a notification
+/// attempt timing out, or a retry. One cheap query per round.
+pub(super) const NEXT_SCHEDULE_WORK: &str = "\
+    SELECT min(at) FROM ( \
+    SELECT min(next_at) AS at FROM schedules WHERE retired_at IS NULL \
+    UNION ALL \
+    SELECT min(due_at) AS at FROM schedule_firings WHERE status IN ('sending', 'retrying') \
+    ) AS work";
+
+/// The compare-and-set that claims a tick: only the orchestrator that read
+/// `next_at` as `$3` moves it on. On PostgreSQL a second claimer waits for
+/// the first's row lock, then finds `next_at` moved and changes nothing.
+pub(super) const CLAIM_SCHEDULE: &str = "\
+    UPDATE schedules SET next_at = $4, updated_at = $5 \
+    WHERE workflow = $1 AND schedule = $2 AND next_at = $3 AND retired_at IS NULL";
+
+/// Returns nothing when the tick was fired already.
+pub(super) const INSERT_FIRING: &str = "\
+    INSERT INTO schedule_firings \
+    (workflow, schedule, tick_at, fired_at, cases, status, outcome, attempt, attempt_id, job, \
+    due_at, finished_at) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+    ON CONFLICT (workflow, schedule, tick_at) DO NOTHING \
+    RETURNING id";
+
+pub(super) const INSERT_FIRING_ATTEMPT: &str = "\
+    INSERT INTO attempts (id, firing_id, step, handler, queue, status, scheduled_at) \
+    VALUES ($1, $2, $3, $4, $5, 'scheduled', $6) \
+    ON CONFLICT (id) DO NOTHING";
+
+/// A query of firings: the columns every firing is read with, then `$rest`.
+macro_rules! select_firings {
+    ($rest:literal) => {
+        concat!(
+            "SELECT f.id, f.workflow, f.schedule, f.tick_at, f.fired_at, f.cases, f.status, \
+             f.outcome, f.attempt, f.attempt_id, CAST(f.job AS TEXT) AS job, f.due_at, \
+             f.finished_at FROM schedule_firings f ",
+            $rest
+        )
+    };
+}
+
+pub(super) const DUE_FIRINGS: &str = select_firings!(
+    "WHERE f.status IN ('sending', 'retrying') AND f.due_at <= $1 \
+     ORDER BY f.due_at, f.id LIMIT $2"
+);
+
+/// Found through `attempts`, so that a late report of an earlier attempt
+/// still finds its firing (and is ignored there, knowingly).
+pub(super) const FIRING_OF_ATTEMPT: &str =
+    select_firings!("JOIN attempts a ON a.firing_id = f.id WHERE a.id = $1");
+
+pub(super) const FIRINGS: &str = select_firings!(
+    "WHERE f.workflow = $1 AND f.schedule = $2 ORDER BY f.tick_at DESC, f.id DESC LIMIT $3"
+);
+
+/// A compare-and-set on the firing's status and attempt: of two reports of
+/// one attempt, or a report racing its timeout, one changes the firing.
+pub(super) const UPDATE_FIRING: &str = "\
+    UPDATE schedule_firings SET status = $4, outcome = $5, due_at = $6, finished_at = $7, \
+    attempt = COALESCE($8, attempt), attempt_id = COALESCE($9, attempt_id), \
+    job = COALESCE($10, job) \
+    WHERE id = $1 AND status = $2 AND attempt = $3";
+
+/// Moves a notification's timeout later when it is dispatched, as
+/// `PUSH_ATTEMPT_TIMEOUT` does for a case's attempt.
+pub(super) const PUSH_FIRING_TIMEOUT: &str = "\
+    UPDATE schedule_firings SET due_at = $2 \
+    WHERE attempt_id = $1 AND status = 'sending' AND due_at < $2";
+
+pub(super) const ACTIVE_CASES: &str = "\
+    SELECT c.id, CAST(c.state AS TEXT) AS state FROM cases c \
+    JOIN definitions d ON d.id = c.definition_id \
+    WHERE d.name = $1 AND c.status = 'active' ORDER BY c.id";
+
 #[cfg(test)]
 mod tests {
     use super::*;

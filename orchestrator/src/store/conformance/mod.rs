@@ -42,6 +42,12 @@ pub(crate) trait Tamper: Store + Clone {
         sql: &'static str,
         case_id: &str,
     ) -> impl Future<Output = Result<u64, sqlx::Error>> + Send;
+
+    /// Migrates only up to `version`, as an earlier release did.
+    fn migrate_to(&self, version: i64) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Rows that break a foreign key (SQLite checks them only when asked).
+    fn broken_references(&self) -> impl Future<Output = Result<u64, sqlx::Error>> + Send;
 }
 
 impl Tamper for SqliteStore {
@@ -49,12 +55,32 @@ impl Tamper for SqliteStore {
         let done = sqlx::query(sql).bind(case_id).execute(self.pool()).await?;
         Ok(done.rows_affected())
     }
+
+    async fn migrate_to(&self, version: i64) -> Result<(), StoreError> {
+        SqliteStore::migrate_to(self, version).await
+    }
+
+    async fn broken_references(&self) -> Result<u64, sqlx::Error> {
+        let rows = sqlx::query("PRAGMA foreign_key_check")
+            .fetch_all(self.pool())
+            .await?;
+        Ok(rows.len() as u64)
+    }
 }
 
 impl Tamper for PgStore {
     async fn tamper(&self, sql: &'static str, case_id: &str) -> Result<u64, sqlx::Error> {
         let done = sqlx::query(sql).bind(case_id).execute(self.pool()).await?;
         Ok(done.rows_affected())
+    }
+
+    async fn migrate_to(&self, version: i64) -> Result<(), StoreError> {
+        PgStore::migrate_to(self, version).await
+    }
+
+    /// PostgreSQL checks every reference as it is written.
+    async fn broken_references(&self) -> Result<u64, sqlx::Error> {
+        Ok(0)
     }
 }
 
@@ -170,9 +196,11 @@ async fn assert_timers_follow_state<S: Store>(store: &S, case_id: &str) {
     );
 }
 
+mod schedules;
 mod specific;
 mod suite;
 
+use schedules::*;
 use specific::*;
 use suite::*;
 
@@ -191,6 +219,12 @@ macro_rules! conformance {
                     super::$test(&store).await;
                 }
             )*
+
+            #[tokio::test]
+            async fn an_existing_database_is_upgraded_in_place() {
+                let store = SqliteStore::in_memory().await.expect("open");
+                super::an_existing_database_is_upgraded_in_place(&store).await;
+            }
 
             #[tokio::test]
             async fn a_database_file_is_created_and_kept() {
@@ -214,6 +248,12 @@ macro_rules! conformance {
             )*
 
             #[sqlx::test(migrations = false)]
+            async fn an_existing_database_is_upgraded_in_place(pool: sqlx::PgPool) {
+                let store = PgStore::new(pool);
+                super::an_existing_database_is_upgraded_in_place(&store).await;
+            }
+
+            #[sqlx::test(migrations = false)]
             async fn updates_of_one_case_wait_for_each_other(pool: sqlx::PgPool) {
                 let store = PgStore::new(pool);
                 store.migrate().await.expect("migrate");
@@ -225,6 +265,13 @@ macro_rules! conformance {
                 let store = PgStore::new(pool);
                 store.migrate().await.expect("migrate");
                 super::skip_locked_reports_busy(&store).await;
+            }
+
+            #[sqlx::test(migrations = false)]
+            async fn claims_waiting_on_one_tick_resolve_to_one(pool: sqlx::PgPool) {
+                let store = PgStore::new(pool);
+                store.migrate().await.expect("migrate");
+                super::claims_waiting_on_one_tick_resolve_to_one(&store).await;
             }
         }
     };
@@ -244,4 +291,9 @@ conformance!(
     corrupt_rows_are_reported_not_panicked,
     cases_are_listed_newest_first,
     concurrent_completions_apply_once,
+    schedules_follow_the_latest_definition,
+    a_tick_is_claimed_once,
+    concurrent_claims_of_one_tick_fire_once,
+    a_firings_message_goes_out_and_comes_back,
+    a_sweep_reads_the_active_cases_of_its_workflow,
 );

@@ -111,6 +111,56 @@ pub(super) async fn skip_locked_reports_busy(store: &PgStore) {
     );
 }
 
+/// Two orchestrators claim one tick while a third holds the schedule's row
+/// (it is mid-claim). When the third gives up, the two waiting claims run
+/// one after the other: the first moves the tick on, the second then finds
+/// it moved and writes nothing.
+pub(super) async fn claims_waiting_on_one_tick_resolve_to_one(store: &PgStore) {
+    use crate::store::{Claim, Claimed};
+    let tick = t0();
+    store
+        .sync_schedules(
+            "residence-permit",
+            &[crate::store::ScheduleSpec {
+                id: "morning_due_list".into(),
+                cron: "0 0 9 * * *".into(),
+                timezone: "Asia/Shanghai".into(),
+                first_at: Some(tick),
+            }],
+            tick,
+        )
+        .await
+        .expect("sync");
+    let mut holder = store.pool().begin().await.expect("begin");
+    sqlx::query("SELECT 1 FROM schedules WHERE schedule = 'morning_due_list' FOR UPDATE")
+        .execute(&mut *holder)
+        .await
+        .expect("lock");
+    let tasks: Vec<_> = (0..2)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let claim = Claim {
+                    workflow: "residence-permit".into(),
+                    schedule: "morning_due_list".into(),
+                    expected: tick,
+                    next_at: Some(tick + Duration::days(1)),
+                    firing: None,
+                };
+                store.claim_schedule(&claim, tick).await
+            })
+        })
+        .collect();
+    sessions_waiting_for_a_lock(store, 2).await;
+    holder.rollback().await.expect("release");
+    let mut results = Vec::new();
+    for task in tasks {
+        results.push(task.await.expect("the task").expect("claim"));
+    }
+    results.sort_by_key(|r| matches!(r, Claimed::Lost));
+    assert_eq!(results, [Claimed::Won { firing: None }, Claimed::Lost]);
+}
+
 // --- SQLite only: the file ------------------------------------------------
 
 pub(super) async fn a_database_file_is_created_and_kept(dir: &Path) {
