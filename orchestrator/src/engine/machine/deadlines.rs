@@ -386,9 +386,9 @@ impl<'a> Machine<'a> {
     }
 }
 
-/// Days inside finished pauses that do not count: working days for a
-/// working-day limit, calendar days otherwise. A day on which the case was
-/// waiting on the applicant at its end is not counted.
+/// Days inside finished pauses that do not count: those after the day a
+/// pause began up to the day it ended, inclusive — working days for a
+/// working-day limit, calendar days otherwise.
 fn paused_days(cal: &Calendar, state: &DeadlineState, working: bool) -> Result<u32, String> {
     let day = |at: DateTime<Utc>| at.with_timezone(&cal.timezone()).date_naive();
     let mut total: i64 = 0;
