@@ -6,9 +6,10 @@ use chrono::{Datelike, Utc, Weekday};
 use marked_yaml::Node;
 
 use super::diagnostic::{Code, Diagnostics};
+use super::expr::Reference;
 use super::load::{Declarations, known_calendar};
 use super::message::read_message;
-use super::model::Schedule;
+use super::model::{Message, Recipient, Schedule};
 use super::period::Period;
 use super::yaml::{self, Fields, child};
 
@@ -153,7 +154,17 @@ fn read_one(f: &Fields<'_>, decls: &Declarations<'_>, d: &mut Diagnostics) -> Op
                 None
             }
         });
-    let message = read_message(f, decls, d);
+    let message = read_message(f, decls, d).and_then(|m| sweep_message(m, f, d));
+    if let Some(Period::WorkingDays(_)) = due_within
+        && calendar.is_none()
+    {
+        d.error(
+            Code::UnknownCalendar,
+            &f.field_path("due_within"),
+            f.optional("due_within").map_or(f.pos(), yaml::pos),
+            "`due_within` in working days needs a calendar: add `calendar:` to the schedule or the workflow",
+        );
+    }
     Some(Schedule {
         id: id?.value,
         title: title.map(|t| t.value),
@@ -168,6 +179,44 @@ fn read_one(f: &Fields<'_>, decls: &Declarations<'_>, d: &mut Diagnostics) -> Op
         due_within: due_within?,
         message: message?,
     })
+}
+
+/// A sweep's message lists many cases: it goes to a contact, never to an
+/// address from one case's input, and may name only case ids and due
+/// dates, so that no person's data reaches the list.
+fn sweep_message(message: Message, f: &Fields<'_>, d: &mut Diagnostics) -> Option<Message> {
+    let mut ok = true;
+    let at = |key: &'static str| f.optional(key).map_or(f.pos(), yaml::pos);
+    if let Recipient::Input(field) = &message.to {
+        d.error(
+            Code::InvalidValue,
+            &f.field_path("to"),
+            at("to"),
+            format!(
+                "a schedule's message lists many cases, so it goes to a contact (`contacts.NAME`), not to `input.{field}`"
+            ),
+        );
+        ok = false;
+    }
+    for (key, template) in [
+        ("subject", message.subject.as_ref()),
+        ("message", Some(&message.body)),
+    ] {
+        for reference in template.into_iter().flat_map(|t| t.references()) {
+            if !matches!(reference, Reference::CaseId | Reference::Due(_)) {
+                d.error(
+                    Code::BadTemplate,
+                    &f.field_path(key),
+                    at(key),
+                    format!(
+                        "`{{{{ {reference} }}}}` cannot be used in a schedule's message: it lists many cases and may name only `case.id` and `deadline.NAME.due`"
+                    ),
+                );
+                ok = false;
+            }
+        }
+    }
+    ok.then_some(message)
 }
 
 /// Whether none of the next firings (up to a year's worth) falls on a
