@@ -1,4 +1,4 @@
-//! `orchestrator validate`, `graph` and `schema`, run as an operator would.
+//! `orchestrator validate`, `graph`, `schema` and `schedules`, run as an operator would.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a test that cannot set up must fail
 
@@ -187,4 +187,24 @@ fn the_readme_shows_the_current_residence_permit_flowchart() {
         stdout(&out),
         "regenerate it with `orchestrator graph workflows/residence-permit.yaml`"
     );
+}
+
+#[test]
+fn schedules_lists_each_sweep_with_its_next_tick() {
+    let dir = std::env::temp_dir().join(format!("docket-schedules-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let db = format!("sqlite:{}", dir.join("docket.sqlite").display());
+    let out = orchestrator(&["schedules", "--database", &db]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("residence-permit morning_due_list  `0 0 9 * * *`  next ")
+            && text.contains(" 09:00 Asia/Shanghai"),
+        "{text}"
+    );
+    let out = orchestrator(&["schedules", "--database", &db, "--json"]);
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(listed[0]["schedule"]["schedule"], "morning_due_list");
+    assert_eq!(listed[0]["firings"], serde_json::json!([]));
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -173,6 +173,16 @@ pub enum CaseCommand {
         #[command(flatten)]
         common: Common,
     },
+    /// List the workflows' schedules, their next tick and latest firings.
+    Schedules {
+        /// Firings shown per schedule, latest first.
+        #[arg(long, default_value_t = 5)]
+        firings: u32,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        common: Common,
+    },
     /// Extend a running deadline to a new total limit, within the
     /// workflow's `extendable_to`.
     Extend {
@@ -206,7 +216,8 @@ impl CaseCommand {
             | CaseCommand::Cases { common, .. }
             | CaseCommand::Cancel { common, .. }
             | CaseCommand::Retry { common, .. }
-            | CaseCommand::Extend { common, .. } => common,
+            | CaseCommand::Extend { common, .. }
+            | CaseCommand::Schedules { common, .. } => common,
         }
     }
 
@@ -268,6 +279,9 @@ impl CaseCommand {
                 });
                 orch.apply(case, command, actor, Lock::Wait).await?
             }
+            CaseCommand::Schedules { firings, json, .. } => {
+                return schedules(&orch, *firings, *json).await;
+            }
             CaseCommand::Status { case, json, .. } => return status(&orch, case, *json).await,
             CaseCommand::History { case, json, .. } => return history(&orch, case, *json).await,
             CaseCommand::Cases {
@@ -309,6 +323,54 @@ impl CaseCommand {
         }
         Ok(ExitCode::SUCCESS)
     }
+}
+
+async fn schedules<S: Store>(
+    orch: &Orchestrator<S>,
+    limit: u32,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    // The workflows were deployed on start: show their schedules' next
+    // ticks even before a `serve` has run.
+    orch.sync_schedules().await?;
+    let mut listed = Vec::new();
+    for schedule in orch.store.schedules().await? {
+        let firings = orch
+            .store
+            .firings(&schedule.workflow, &schedule.schedule, limit)
+            .await?;
+        listed.push((schedule, firings));
+    }
+    if json {
+        let value: Vec<_> = listed
+            .iter()
+            .map(|(s, f)| serde_json::json!({"schedule": s, "firings": f}))
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    for (s, firings) in &listed {
+        let tz: chrono_tz::Tz = s.timezone.parse().unwrap_or(chrono_tz::Tz::UTC);
+        let local = |t: chrono::DateTime<chrono::Utc>| {
+            t.with_timezone(&tz).format("%Y-%m-%d %H:%M").to_string()
+        };
+        let next = match (s.retired_at, s.next_at) {
+            (Some(_), _) => "retired".to_owned(),
+            (None, Some(at)) => format!("next {} {}", local(at), s.timezone),
+            (None, None) => "no tick left".to_owned(),
+        };
+        println!("{} {}  `{}`  {next}", s.workflow, s.schedule, s.cron);
+        for f in firings {
+            println!(
+                "  {}  {:<11} {} case(s)  {}",
+                local(f.tick_at),
+                f.status.as_str(),
+                f.cases,
+                f.outcome.as_deref().unwrap_or("")
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn status<S: Store>(
