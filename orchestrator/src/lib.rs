@@ -11,8 +11,10 @@
 //!   (PostgreSQL or SQLite), one transaction per decision.
 //! - [`runtime`]: the async shell — deploying definitions, applying
 //!   commands, dispatching jobs, firing timers, embedded workers.
+//! - [`audit`]: the hash chains that make changed history visible.
 //! - [`demo`]: the demo's simulated people and services, and timelines.
 
+pub mod audit;
 pub mod calendar;
 pub mod definition;
 pub mod demo;

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod audit;
 mod calendar;
 mod cases;
 mod demo;
@@ -40,6 +41,8 @@ enum Command {
     Migrate(migrate::Migrate),
     /// Run the orchestrator: dispatch jobs, fire timers, apply completions.
     Serve(serve::Serve),
+    /// Verify the tamper-evident history, checkpoint it, export it.
+    Audit(audit::Audit),
     /// Start, signal, inspect, cancel or retry cases.
     #[command(flatten)]
     Case(cases::CaseCommand),
@@ -57,6 +60,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Command::Demo(cmd) => runtime()?.block_on(cmd.run()),
         Command::Migrate(cmd) => runtime()?.block_on(cmd.run()),
         Command::Serve(cmd) => runtime()?.block_on(cmd.run()),
+        Command::Audit(cmd) => runtime()?.block_on(cmd.run()),
         Command::Case(cmd) => runtime()?.block_on(cmd.run()),
     }
 }

@@ -11,6 +11,7 @@ use docket::runtime::fault::AbortBeforeDispatch;
 use docket::runtime::redis::{RedisTransport, consume_completions};
 use docket::runtime::service::{self, Settings};
 use docket::store::Store;
+use docket::store::audit::AuditStore;
 use docket_workers::redis::RedisSettings;
 use docket_workers::sealing::Keyring;
 use tokio::sync::{mpsc, watch};
@@ -42,6 +43,10 @@ pub struct Serve {
     /// required with `--redis-url`.
     #[arg(long, env = "DOCKET_JOB_KEYS", hide_env_values = true)]
     job_keys: Option<String>,
+    /// How often the heads of changed cases are checkpointed into the
+    /// audit chain.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    checkpoint_every: Duration,
 }
 
 impl Serve {
@@ -50,7 +55,10 @@ impl Serve {
         with_store!(backend, store => self.run_on(store).await)
     }
 
-    async fn run_on<S: Store>(&self, store: Arc<S>) -> anyhow::Result<ExitCode> {
+    async fn run_on<S: Store + AuditStore + 'static>(
+        &self,
+        store: Arc<S>,
+    ) -> anyhow::Result<ExitCode> {
         let orch = Arc::new(
             self.setup
                 .orchestrator(store, Arc::new(SystemClock))
@@ -123,6 +131,12 @@ impl Serve {
                 (workers.transport as Arc<dyn Transport>, workers.completions)
             }
         };
+        background.push(tokio::spawn(service::checkpoint_periodically(
+            Arc::clone(&orch.store),
+            Arc::clone(&orch.clock),
+            self.checkpoint_every,
+            stopped.clone(),
+        )));
         let transport = AbortBeforeDispatch::from_env(transport);
         let loops = tokio::spawn(service::run(
             Arc::clone(&orch),

@@ -10,9 +10,11 @@ use docket_workers::pool::Reporter;
 use futures_util::future::BoxFuture;
 use tokio::sync::{mpsc, watch};
 
+use super::clock::Clock;
 use super::dispatcher::{Transport, dispatch_once};
 use super::{Orchestrator, RuntimeError};
 use crate::store::Store;
+use crate::store::audit::AuditStore;
 
 /// A worker's report on its way to the orchestrator.
 pub type Completion = (String, Outcome);
@@ -159,6 +161,31 @@ pub async fn run<S: Store>(
                     }
                 }
             }
+        }
+    }
+}
+
+/// Checkpoints the audit chain every `every` until shutdown. A failed
+/// checkpoint is logged and tried again at the next one: the chains of
+/// the cases themselves are written with every decision.
+pub async fn checkpoint_periodically<S: AuditStore>(
+    store: Arc<S>,
+    clock: Arc<dyn Clock>,
+    every: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        if *shutdown.borrow() {
+            return;
+        }
+        match store.checkpoint(clock.now()).await {
+            Ok(Some(c)) => tracing::info!(checkpoint = c.id, cases = c.cases, "audit checkpoint"),
+            Ok(None) => {}
+            Err(e) => tracing::error!(error = %e, "audit checkpoint failed; retrying later"),
         }
     }
 }

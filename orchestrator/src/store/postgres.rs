@@ -28,11 +28,11 @@ use crate::engine::{Decision, Job, Rejection, TimerKind};
 static MIGRATOR: Migrator = sqlx::migrate!("../migrations/postgres");
 
 const LOCK_CASE: &str = "\
-    SELECT definition_id, CAST(state AS TEXT) AS state, next_seq FROM cases \
+    SELECT definition_id, CAST(state AS TEXT) AS state, next_seq, history_head FROM cases \
     WHERE id = $1 FOR UPDATE";
 
 const LOCK_CASE_OR_SKIP: &str = "\
-    SELECT definition_id, CAST(state AS TEXT) AS state, next_seq FROM cases \
+    SELECT definition_id, CAST(state AS TEXT) AS state, next_seq, history_head FROM cases \
     WHERE id = $1 FOR UPDATE SKIP LOCKED";
 
 const CASE_EXISTS: &str = "SELECT EXISTS (SELECT 1 FROM cases WHERE id = $1)";
@@ -75,7 +75,7 @@ impl PgStore {
         Ok(())
     }
 
-    #[cfg(test)]
+    /// For the store's other traits (audit, API) kept in their own files.
     pub(crate) fn pool(&self) -> &PgPool {
         &self.pool
     }
@@ -85,17 +85,27 @@ impl PgStore {
 async fn write(
     conn: &mut PgConnection,
     w: &Write<'_>,
+    previous: Option<&str>,
     actor: &str,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    for (seq, event) in &w.events {
+    let sealed = w.sealed(previous, actor, now)?;
+    for row in &sealed.rows {
         sqlx::query(sql::INSERT_HISTORY)
             .bind(w.case_id)
-            .bind(*seq)
-            .bind(now)
+            .bind(row.seq)
+            .bind(sealed.at)
             .bind(actor)
-            .bind(event.kind())
-            .bind(Json(event))
+            .bind(row.kind)
+            .bind(Json(&row.payload))
+            .bind(&row.hash)
+            .execute(&mut *conn)
+            .await?;
+    }
+    if !sealed.rows.is_empty() {
+        sqlx::query(sql::SET_HISTORY_HEAD)
+            .bind(w.case_id)
+            .bind(&sealed.head)
             .execute(&mut *conn)
             .await?;
     }
@@ -260,7 +270,7 @@ impl Store for PgStore {
             .bind(now)
             .execute(&mut *tx)
             .await?;
-        write(&mut tx, &w, actor, now).await?;
+        write(&mut tx, &w, None, actor, now).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -313,7 +323,7 @@ impl Store for PgStore {
             .bind(now)
             .execute(&mut *tx)
             .await?;
-        write(&mut tx, &w, actor, now).await?;
+        write(&mut tx, &w, row.history_head.as_deref(), actor, now).await?;
         tx.commit().await?;
         Ok(Updated::Written(decision))
     }

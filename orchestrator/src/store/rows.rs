@@ -56,6 +56,8 @@ pub(super) struct CaseRow {
     state: String,
     /// The seq the case's next history event gets.
     pub(super) next_seq: i64,
+    /// The hash of the case's last history event.
+    pub(super) history_head: Option<String>,
 }
 
 impl CaseRow {

@@ -30,7 +30,8 @@ pub(super) const LATEST_DEFINITION: &str = "\
 // --- cases --------------------------------------------------------------
 
 pub(super) const CASE: &str = "\
-    SELECT definition_id, CAST(state AS TEXT) AS state, next_seq FROM cases WHERE id = $1";
+    SELECT definition_id, CAST(state AS TEXT) AS state, next_seq, history_head FROM cases \
+    WHERE id = $1";
 
 pub(super) const INSERT_CASE: &str = "\
     INSERT INTO cases \
@@ -74,7 +75,10 @@ pub(super) fn list_cases(filter: &CaseFilter) -> (String, Vec<&str>) {
 // --- history ------------------------------------------------------------
 
 pub(super) const INSERT_HISTORY: &str = "\
-    INSERT INTO history (case_id, seq, at, actor, kind, payload) VALUES ($1, $2, $3, $4, $5, $6)";
+    INSERT INTO history (case_id, seq, at, actor, kind, payload, hash) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7)";
+
+pub(super) const SET_HISTORY_HEAD: &str = "UPDATE cases SET history_head = $2 WHERE id = $1";
 
 pub(super) const HISTORY: &str = "\
     SELECT seq, at, actor, CAST(payload AS TEXT) AS payload FROM history \

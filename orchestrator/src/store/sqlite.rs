@@ -111,7 +111,7 @@ impl SqliteStore {
         Ok(())
     }
 
-    #[cfg(test)]
+    /// For the store's other traits (audit, API) kept in their own files.
     pub(crate) fn pool(&self) -> &SqlitePool {
         &self.pool
     }
@@ -121,17 +121,27 @@ impl SqliteStore {
 async fn write(
     conn: &mut SqliteConnection,
     w: &Write<'_>,
+    previous: Option<&str>,
     actor: &str,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    for (seq, event) in &w.events {
+    let sealed = w.sealed(previous, actor, now)?;
+    for row in &sealed.rows {
         sqlx::query(sql::INSERT_HISTORY)
             .bind(w.case_id)
-            .bind(*seq)
-            .bind(now)
+            .bind(row.seq)
+            .bind(sealed.at)
             .bind(actor)
-            .bind(event.kind())
-            .bind(Json(event))
+            .bind(row.kind)
+            .bind(Json(&row.payload))
+            .bind(&row.hash)
+            .execute(&mut *conn)
+            .await?;
+    }
+    if !sealed.rows.is_empty() {
+        sqlx::query(sql::SET_HISTORY_HEAD)
+            .bind(w.case_id)
+            .bind(&sealed.head)
             .execute(&mut *conn)
             .await?;
     }
@@ -310,7 +320,7 @@ impl Store for SqliteStore {
             .bind(now)
             .execute(&mut *tx)
             .await?;
-        write(&mut tx, &w, actor, now).await?;
+        write(&mut tx, &w, None, actor, now).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -352,7 +362,7 @@ impl Store for SqliteStore {
             .bind(now)
             .execute(&mut *tx)
             .await?;
-        write(&mut tx, &w, actor, now).await?;
+        write(&mut tx, &w, row.history_head.as_deref(), actor, now).await?;
         tx.commit().await?;
         Ok(Updated::Written(decision))
     }

@@ -4,7 +4,8 @@
 
 use chrono::{DateTime, TimeDelta, Utc};
 
-use super::{finished_attempts, status_columns};
+use super::{StoreError, finished_attempts, status_columns};
+use crate::audit::chain::{EventContent, GENESIS, event_hash, stored_time};
 use crate::engine::{CaseState, Decision, Effect, HistoryEvent, Job, Timer};
 
 /// The rows one decision writes for one case.
@@ -24,6 +25,23 @@ pub(super) struct Write<'a> {
     /// rows for timers not listed here are deleted (a fired timer leaves
     /// the state without a `CancelTimer` effect).
     pub(super) timers: Vec<TimerWrite<'a>>,
+}
+
+/// History rows ready to insert, and the case's head after them.
+#[derive(Debug)]
+pub(super) struct Sealed {
+    /// The time every row gets, as the database keeps it.
+    pub(super) at: DateTime<Utc>,
+    pub(super) rows: Vec<SealedEvent>,
+    pub(super) head: String,
+}
+
+#[derive(Debug)]
+pub(super) struct SealedEvent {
+    pub(super) seq: i64,
+    pub(super) kind: &'static str,
+    pub(super) payload: serde_json::Value,
+    pub(super) hash: String,
 }
 
 #[derive(Debug)]
@@ -72,6 +90,44 @@ impl<'a> Write<'a> {
             finished: finished_attempts(decision).collect(),
             timers,
         }
+    }
+
+    /// The decision's history rows, each with its hash chained from
+    /// `previous` (the case's head; none for a new case), and the new head.
+    pub(super) fn sealed(
+        &self,
+        previous: Option<&str>,
+        actor: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Sealed, StoreError> {
+        let at = stored_time(now);
+        let mut head = previous.unwrap_or(GENESIS).to_owned();
+        let mut rows = Vec::with_capacity(self.events.len());
+        for (seq, event) in &self.events {
+            let payload = serde_json::to_value(event).map_err(|source| StoreError::Corrupt {
+                what: format!("event {seq} of case {}", self.case_id),
+                source,
+            })?;
+            let hash = event_hash(
+                &head,
+                &EventContent {
+                    case_id: self.case_id,
+                    seq: *seq,
+                    at,
+                    actor,
+                    kind: event.kind(),
+                    payload: &payload,
+                },
+            );
+            head.clone_from(&hash);
+            rows.push(SealedEvent {
+                seq: *seq,
+                kind: event.kind(),
+                payload,
+                hash,
+            });
+        }
+        Ok(Sealed { at, rows, head })
     }
 
     /// The ids of the timers the case keeps.

@@ -43,6 +43,12 @@ pub(crate) trait Tamper: Store + Clone {
         case_id: &str,
     ) -> impl Future<Output = Result<u64, sqlx::Error>> + Send;
 
+    /// Lifts the append-only guards on history, as a DBA could.
+    fn allow_tampering(&self) -> impl Future<Output = Result<(), sqlx::Error>> + Send;
+
+    /// Runs statements built by the test itself, as a DBA would.
+    fn run_sql(&self, sql: String) -> impl Future<Output = Result<u64, sqlx::Error>> + Send;
+
     /// Migrates only up to `version`, as an earlier release did.
     fn migrate_to(&self, version: i64) -> impl Future<Output = Result<(), StoreError>> + Send;
 
@@ -51,8 +57,25 @@ pub(crate) trait Tamper: Store + Clone {
 }
 
 impl Tamper for SqliteStore {
+    async fn allow_tampering(&self) -> Result<(), sqlx::Error> {
+        for sql in [
+            "DROP TRIGGER history_no_update",
+            "DROP TRIGGER history_no_delete",
+        ] {
+            sqlx::query(sql).execute(self.pool()).await?;
+        }
+        Ok(())
+    }
+
     async fn tamper(&self, sql: &'static str, case_id: &str) -> Result<u64, sqlx::Error> {
         let done = sqlx::query(sql).bind(case_id).execute(self.pool()).await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn run_sql(&self, sql: String) -> Result<u64, sqlx::Error> {
+        let done = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(self.pool())
+            .await?;
         Ok(done.rows_affected())
     }
 
@@ -69,8 +92,22 @@ impl Tamper for SqliteStore {
 }
 
 impl Tamper for PgStore {
+    async fn allow_tampering(&self) -> Result<(), sqlx::Error> {
+        sqlx::query("ALTER TABLE history DISABLE TRIGGER USER")
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
     async fn tamper(&self, sql: &'static str, case_id: &str) -> Result<u64, sqlx::Error> {
         let done = sqlx::query(sql).bind(case_id).execute(self.pool()).await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn run_sql(&self, sql: String) -> Result<u64, sqlx::Error> {
+        let done = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(self.pool())
+            .await?;
         Ok(done.rows_affected())
     }
 
@@ -196,10 +233,12 @@ async fn assert_timers_follow_state<S: Store>(store: &S, case_id: &str) {
     );
 }
 
+mod audit;
 mod schedules;
 mod specific;
 mod suite;
 
+use audit::*;
 use schedules::*;
 use specific::*;
 use suite::*;
@@ -296,4 +335,5 @@ conformance!(
     concurrent_claims_of_one_tick_fire_once,
     a_firings_message_goes_out_and_comes_back,
     a_sweep_reads_the_active_cases_of_its_workflow,
+    history_verifies_and_each_tampering_is_named,
 );

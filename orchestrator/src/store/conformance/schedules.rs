@@ -512,6 +512,41 @@ pub(crate) async fn a_sweep_reads_the_active_cases_of_its_workflow<S: Tamper>(st
     assert_eq!(active.unreadable, ["case-3"]);
 }
 
+/// A case as the first release wrote it (no history hashes yet): the
+/// case row, its first attempt and the job waiting in the outbox.
+async fn first_release_case<S: Tamper>(store: &S, case_id: &str, through_agent: bool) -> Decision {
+    let definition = deployed(store).await;
+    let decision = engine::start(ctx(t0()), case_id, input(through_agent)).expect("start");
+    let text = |value: String| value.replace('\'', "''");
+    let state = text(serde_json::to_string(&decision.state).expect("state"));
+    let at = t0().to_rfc3339();
+    let first = job(&decision);
+    let statements = [
+        format!(
+            "INSERT INTO cases (id, definition_id, status, current_step, state, next_seq, \
+             created_at, updated_at) VALUES ('{case_id}', {}, 'active', '{}', '{state}', 1, \
+             '{at}', '{at}')",
+            definition.id, decision.state.step
+        ),
+        format!(
+            "INSERT INTO attempts (id, case_id, step, handler, queue, status, scheduled_at) \
+             VALUES ('{}', '{case_id}', '{}', '{}', '{}', 'scheduled', '{at}')",
+            first.attempt_id, first.step, first.handler, first.queue
+        ),
+        format!(
+            "INSERT INTO outbox (attempt_id, queue, job, created_at) \
+             VALUES ('{}', '{}', '{}', '{at}')",
+            first.attempt_id,
+            first.queue,
+            text(serde_json::to_string(first).expect("job"))
+        ),
+    ];
+    for sql in statements {
+        store.run_sql(sql).await.expect("first release rows");
+    }
+    decision
+}
+
 /// A database in use before schedules existed: its attempts and outbox
 /// are carried over by the migration that lets attempts belong to a
 /// firing, and its cases go on.
@@ -520,8 +555,8 @@ pub(crate) async fn an_existing_database_is_upgraded_in_place<S: Tamper>(store: 
         .migrate_to(20261126000001)
         .await
         .expect("the first release's schema");
-    let first = started(store, "case-1", true, t0()).await;
-    started(store, "case-2", false, t0()).await;
+    let first = first_release_case(store, "case-1", true).await;
+    first_release_case(store, "case-2", false).await;
     let waiting = store.waiting_jobs(None, 10).await.expect("waiting");
     store
         .mark_dispatched(waiting[0].id, t0())
