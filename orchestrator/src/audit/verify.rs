@@ -444,7 +444,7 @@ mod tests {
             ["case a, event 4: differs from what checkpoint 1 recorded (history rewritten)"]
         );
         // `a` deleted whole.
-        let found = verify(&[b.clone()], std::slice::from_ref(&cp), true);
+        let found = verify(std::slice::from_ref(&b), std::slice::from_ref(&cp), true);
         assert_eq!(
             found,
             [Problem::CaseDeleted {
