@@ -11,9 +11,12 @@
 //!   (PostgreSQL or SQLite), one transaction per decision.
 //! - [`runtime`]: the async shell — deploying definitions, applying
 //!   commands, dispatching jobs, firing timers, embedded workers.
+//! - [`api`]: the HTTP API, its bearer tokens and roles, its OpenAPI
+//!   document.
 //! - [`audit`]: the hash chains that make changed history visible.
 //! - [`demo`]: the demo's simulated people and services, and timelines.
 
+pub mod api;
 pub mod audit;
 pub mod calendar;
 pub mod definition;

@@ -202,3 +202,54 @@ pub fn serve_on_redis(redis: &str, extra: &[&str]) -> Stop {
         .expect("start orchestrator serve");
     Stop(child)
 }
+
+/// `orchestrator serve` in embedded mode on `database`, with its HTTP API on
+/// a free loopback port; `extra` adds flags. Returns once `/health` answers.
+pub fn serve_api(database: &str, extra: &[&str]) -> (Stop, String) {
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let child = Command::new(binary("orchestrator"))
+        .args(["serve", "--database", database, "--poll", "20ms"])
+        .args(["--api-listen", &listen])
+        .args(extra)
+        .current_dir(repo())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start orchestrator serve");
+    let mut serve = Stop(child);
+    let base = format!("http://{listen}");
+    let client = reqwest::blocking::Client::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        serve.assert_running("orchestrator serve");
+        let up = client
+            .get(format!("{base}/health"))
+            .timeout(std::time::Duration::from_secs(2))
+            .send();
+        if up.is_ok_and(|r| r.status().is_success()) {
+            return (serve, base);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the API did not answer on {listen}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// A new API token of `role` named `name`, created with `orchestrator token`.
+pub fn api_token(database: &str, name: &str, role: &str) -> String {
+    let out = orchestrator(&[
+        "token",
+        "create",
+        "--name",
+        name,
+        "--role",
+        role,
+        "--database",
+        database,
+    ]);
+    assert!(out.status.success(), "token create: {}", stderr(&out));
+    stdout(&out).trim().to_owned()
+}

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod api;
 mod audit;
 mod calendar;
 mod cases;
@@ -13,6 +14,7 @@ mod graph;
 mod migrate;
 mod serve;
 mod store;
+mod token;
 mod validate;
 
 /// Docket: durable, file-defined workflows for public-service casework.
@@ -43,6 +45,9 @@ enum Command {
     Serve(serve::Serve),
     /// Verify the tamper-evident history, checkpoint it, export it.
     Audit(audit::Audit),
+    /// Create or revoke the HTTP API's bearer tokens.
+    #[command(subcommand)]
+    Token(token::Token),
     /// Start, signal, inspect, cancel or retry cases.
     #[command(flatten)]
     Case(cases::CaseCommand),
@@ -61,6 +66,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Command::Migrate(cmd) => runtime()?.block_on(cmd.run()),
         Command::Serve(cmd) => runtime()?.block_on(cmd.run()),
         Command::Audit(cmd) => runtime()?.block_on(cmd.run()),
+        Command::Token(cmd) => runtime()?.block_on(cmd.run()),
         Command::Case(cmd) => runtime()?.block_on(cmd.run()),
     }
 }

@@ -11,11 +11,13 @@ use docket::runtime::fault::AbortBeforeDispatch;
 use docket::runtime::redis::{RedisTransport, consume_completions};
 use docket::runtime::service::{self, Settings};
 use docket::store::Store;
+use docket::store::api::ApiStore;
 use docket::store::audit::AuditStore;
 use docket_workers::redis::RedisSettings;
 use docket_workers::sealing::Keyring;
 use tokio::sync::{mpsc, watch};
 
+use super::api::ApiArgs;
 use super::cases::Setup;
 use super::store::with_store;
 
@@ -23,6 +25,8 @@ use super::store::with_store;
 pub struct Serve {
     #[command(flatten)]
     setup: Setup,
+    #[command(flatten)]
+    api: ApiArgs,
     /// Worker tasks in embedded mode.
     #[arg(long, default_value_t = 8)]
     concurrency: usize,
@@ -55,7 +59,7 @@ impl Serve {
         with_store!(backend, store => self.run_on(store).await)
     }
 
-    async fn run_on<S: Store + AuditStore + 'static>(
+    async fn run_on<S: Store + AuditStore + ApiStore + 'static>(
         &self,
         store: Arc<S>,
     ) -> anyhow::Result<ExitCode> {
@@ -70,6 +74,7 @@ impl Serve {
             ..Settings::default()
         };
         let (stop, stopped) = watch::channel(false);
+        let api = self.api.start(Arc::clone(&orch), stopped.clone()).await?;
         let mut background = Vec::new();
         let mut simulator = None;
         let (transport, completions): (Arc<dyn Transport>, _) = match &self.redis_url {
@@ -149,6 +154,10 @@ impl Serve {
         tracing::info!("shutting down");
         let _ = stop.send(true);
         let _ = tokio::time::timeout(Duration::from_secs(10), loops).await;
+        if let Some(api) = api {
+            // Requests under way finish within their own timeout.
+            let _ = tokio::time::timeout(Duration::from_secs(30), api).await;
+        }
         for task in background {
             task.abort();
         }

@@ -18,6 +18,7 @@ use serde::Serialize;
 
 use crate::engine::{CaseState, Decision, HistoryEvent, Job, Rejection};
 
+pub mod api;
 pub mod audit;
 pub mod postgres;
 mod rows;
