@@ -317,7 +317,9 @@ where
 /// Removes what finished jobs leave behind in one queue: their data and
 /// metadata (apalis's vacuum), and their ids in the `done` set, which
 /// apalis never trims. Without this, Redis memory grows with every job
-/// ever run. Returns how many finished jobs were removed.
+/// ever run. Also removes what apalis keeps of workers that are gone
+/// (see [`forget_gone_workers`]). Returns how many finished jobs were
+/// removed.
 pub async fn sweep<T>(
     storage: &mut RedisStorage<T>,
     conn: &mut ConnectionManager,
@@ -339,7 +341,72 @@ where
         .query_async(conn)
         .await
         .map_err(|e| RedisError::Sweep(Box::new(e)))?;
+    forget_gone_workers(storage.get_config(), conn)
+        .await
+        .map_err(|e| RedisError::Sweep(Box::new(e)))?;
     Ok(removed)
+}
+
+/// apalis-redis writes a hash of metadata for each worker name when the
+/// worker registers, and never deletes it. Our worker names are unique per
+/// process start (and per restart after Redis was away), so each start
+/// would leave one behind for good. Deletes the hashes of workers no
+/// longer registered: apalis has dropped them (after recovering their
+/// jobs) and reads a worker's hash only while it is registered.
+async fn forget_gone_workers(
+    config: &Config,
+    conn: &mut ConnectionManager,
+) -> Result<(), redis::RedisError> {
+    // The layout of apalis-redis's `Config::worker_metadata_key`.
+    let workers = config.workers_set();
+    let prefix = format!("{workers}:metadata:");
+    let pattern = format!("{}*", escape_glob(&prefix));
+    // Checked and deleted in one script: a worker that registers meanwhile
+    // keeps its hash.
+    let forget = redis::Script::new(
+        r#"
+        local removed = 0
+        for i = 2, #KEYS do
+            local name = string.sub(KEYS[i], tonumber(ARGV[1]) + 1)
+            if not redis.call("zscore", KEYS[1], name) then
+                removed = removed + redis.call("del", KEYS[i])
+            end
+        end
+        return removed
+        "#,
+    );
+    let mut cursor = 0u64;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(&pattern)
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(conn)
+            .await?;
+        if !keys.is_empty() {
+            let mut invocation = forget.key(&workers);
+            invocation.key(&keys).arg(prefix.len());
+            let _: usize = invocation.invoke_async(conn).await?;
+        }
+        if next == 0 {
+            return Ok(());
+        }
+        cursor = next;
+    }
+}
+
+/// `text` as a literal in a Redis glob pattern.
+fn escape_glob(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
 }
 
 /// Sweeps `queues` every `every` until `stopped` turns true. A failed sweep
@@ -373,3 +440,14 @@ pub async fn sweep_periodically(
 
 /// The name [`sweep_periodically`] knows the completions queue by.
 pub const COMPLETIONS: &str = "completions";
+
+#[cfg(test)]
+mod tests {
+    use super::escape_glob;
+
+    #[test]
+    fn glob_characters_in_key_names_match_only_themselves() {
+        assert_eq!(escape_glob("docket:jobs:a"), "docket:jobs:a");
+        assert_eq!(escape_glob(r"q*?[x]\"), r"q\*\?\[x\]\\");
+    }
+}
