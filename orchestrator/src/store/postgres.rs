@@ -17,7 +17,7 @@ use super::rows::{
     SummaryRow, TimerRow,
 };
 use super::schedules::is_firing_attempt;
-use super::write::{self, Write};
+use super::write::{self, JobOwner, Write};
 use super::{
     ActiveCases, CaseFilter, CaseRecord, CaseSummary, Claim, Claimed, DefinitionRecord, DueTimer,
     Firing, FiringUpdate, HistoryRecord, Lock, OutboxRecord, ScheduleRecord, ScheduleSpec, Store,
@@ -110,24 +110,7 @@ async fn write(
             .await?;
     }
     for job in &w.jobs {
-        let scheduled = sqlx::query(sql::INSERT_ATTEMPT)
-            .bind(&job.attempt_id)
-            .bind(w.case_id)
-            .bind(&job.step)
-            .bind(&job.handler)
-            .bind(&job.queue)
-            .bind(now)
-            .execute(&mut *conn)
-            .await?;
-        if scheduled.rows_affected() == 1 {
-            sqlx::query(sql::INSERT_OUTBOX)
-                .bind(&job.attempt_id)
-                .bind(&job.queue)
-                .bind(Json(job))
-                .bind(now)
-                .execute(&mut *conn)
-                .await?;
-        }
+        enqueue_job(conn, JobOwner::Case(w.case_id), job, now).await?;
     }
     for attempt_id in &w.finished {
         sqlx::query(sql::FINISH_ATTEMPT)
@@ -162,16 +145,23 @@ async fn write(
     Ok(())
 }
 
-/// Schedules a firing's notification: its attempt and its outbox row.
-async fn enqueue_firing_job(
+/// Schedules a job: its attempt and its outbox row. A job scheduled
+/// before (a decision written again) is left as it is.
+async fn enqueue_job(
     conn: &mut PgConnection,
-    firing_id: i64,
+    owner: JobOwner<'_>,
     job: &Job,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    let scheduled = sqlx::query(sql::INSERT_FIRING_ATTEMPT)
-        .bind(&job.attempt_id)
-        .bind(firing_id)
+    let insert = match owner {
+        JobOwner::Case(case_id) => sqlx::query(sql::INSERT_ATTEMPT)
+            .bind(&job.attempt_id)
+            .bind(case_id),
+        JobOwner::Firing(firing_id) => sqlx::query(sql::INSERT_FIRING_ATTEMPT)
+            .bind(&job.attempt_id)
+            .bind(firing_id),
+    };
+    let scheduled = insert
         .bind(&job.step)
         .bind(&job.handler)
         .bind(&job.queue)
@@ -558,7 +548,7 @@ impl Store for PgStore {
                 .fetch_optional(&mut *tx)
                 .await?;
             if let (Some(id), Some(job)) = (firing_id, &firing.job) {
-                enqueue_firing_job(&mut tx, id, job, now).await?;
+                enqueue_job(&mut tx, JobOwner::Firing(id), job, now).await?;
             }
         }
         tx.commit().await?;
@@ -627,7 +617,7 @@ impl Store for PgStore {
                 .await?;
         }
         if let Some(job) = next {
-            enqueue_firing_job(&mut tx, update.id, job, now).await?;
+            enqueue_job(&mut tx, JobOwner::Firing(update.id), job, now).await?;
         }
         tx.commit().await?;
         Ok(true)

@@ -27,6 +27,13 @@ pub(super) struct Write<'a> {
     pub(super) timers: Vec<TimerWrite<'a>>,
 }
 
+/// Whose job an attempt is: a case's step, or a schedule's firing.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum JobOwner<'a> {
+    Case(&'a str),
+    Firing(i64),
+}
+
 /// History rows ready to insert, and the case's head after them.
 #[derive(Debug)]
 pub(super) struct Sealed {

@@ -96,14 +96,4 @@ impl<'a> Machine<'a> {
             self.arm_follow_up(follow_up, n + 1);
         }
     }
-
-    /// Dates in messages and follow-ups are local to the workflow's calendar.
-    pub(super) fn timezone(&self) -> chrono_tz::Tz {
-        self.ctx
-            .workflow
-            .calendar
-            .as_deref()
-            .and_then(|c| self.ctx.calendars.get(c))
-            .map_or(chrono_tz::Tz::UTC, |c| c.timezone())
-    }
 }

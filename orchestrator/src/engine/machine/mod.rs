@@ -182,6 +182,16 @@ impl<'a> Machine<'a> {
         }
     }
 
+    /// Dates in messages and follow-ups are local to the workflow's calendar.
+    fn timezone(&self) -> chrono_tz::Tz {
+        self.ctx
+            .workflow
+            .calendar
+            .as_deref()
+            .and_then(|c| self.ctx.calendars.get(c))
+            .map_or(chrono_tz::Tz::UTC, |c| c.timezone())
+    }
+
     fn calendar(&self, name: Option<&str>) -> Result<&'a crate::calendar::Calendar, String> {
         let name = name.ok_or("no calendar is named for a working-day period")?;
         self.ctx
