@@ -14,6 +14,10 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a test that cannot set up must fail
 
+mod common;
+
+use common::redis_url;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -38,22 +42,6 @@ use tokio::task::JoinHandle;
 
 /// The queue every test's jobs go to.
 const QUEUE: &str = "probe";
-
-/// The Redis the test suite started (`ops/test`, `ops/dev-services`).
-fn redis_url() -> Option<String> {
-    match std::env::var("DOCKET_TEST_REDIS_URL") {
-        Ok(url) => Some(url),
-        Err(_) if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!("DOCKET_TEST_REDIS_URL is not set: run the suite with ops/test")
-        }
-        Err(_) => {
-            eprintln!(
-                "skipped: DOCKET_TEST_REDIS_URL is not set (start Redis with ops/dev-services)"
-            );
-            None
-        }
-    }
-}
 
 /// Production settings under a prefix of this test's own.
 fn settings() -> RedisSettings {

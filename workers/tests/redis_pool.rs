@@ -5,6 +5,10 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a test that cannot set up must fail
 
+mod common;
+
+use common::redis_url;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -20,22 +24,6 @@ use docket_workers::sealing::Keyring;
 use futures_util::future::BoxFuture;
 use serde_json::json;
 use tokio::sync::mpsc;
-
-/// The Redis the test suite started (`ops/test`, `ops/dev-services`).
-fn redis_url() -> Option<String> {
-    match std::env::var("DOCKET_TEST_REDIS_URL") {
-        Ok(url) => Some(url),
-        Err(_) if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!("DOCKET_TEST_REDIS_URL is not set: run the suite with ops/test")
-        }
-        Err(_) => {
-            eprintln!(
-                "skipped: DOCKET_TEST_REDIS_URL is not set (start Redis with ops/dev-services)"
-            );
-            None
-        }
-    }
-}
 
 fn settings() -> RedisSettings {
     static N: AtomicU32 = AtomicU32::new(0);
