@@ -14,6 +14,8 @@
 //! - [`api`]: the HTTP API, its bearer tokens and roles, its OpenAPI
 //!   document.
 //! - [`audit`]: the hash chains that make changed history visible.
+//! - [`privacy`]: personal fields marked, sealed at rest with per-case
+//!   keys, masked for roles without the right to see them, erased.
 //! - [`demo`]: the demo's simulated people and services, and timelines.
 
 pub mod api;
@@ -22,6 +24,7 @@ pub mod calendar;
 pub mod definition;
 pub mod demo;
 pub mod engine;
+pub mod privacy;
 pub mod runtime;
 pub mod store;
 

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng};
+use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
 use chacha20poly1305::{Key, XChaCha20Poly1305, XNonce};
 use serde::{Deserialize, Serialize};
 
@@ -30,13 +30,13 @@ pub struct Sealed {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KeyringError {
-    #[error("job keys must be given as ID:BASE64KEY[,ID:BASE64KEY…]; entry {0} is not")]
+    #[error("keys must be given as ID:BASE64KEY[,ID:BASE64KEY…]; entry {0} is not")]
     Format(usize),
-    #[error("job key `{0}` is not 32 bytes of base64")]
+    #[error("key `{0}` is not 32 bytes of base64")]
     Key(String),
-    #[error("job key id `{0}` is given twice")]
+    #[error("key id `{0}` is given twice")]
     Duplicate(String),
-    #[error("no job key is configured")]
+    #[error("no key is configured")]
     Empty,
 }
 
@@ -118,23 +118,59 @@ impl Keyring {
     }
 
     pub fn seal(&self, job: &Job) -> Sealed {
-        let key = &self.keys[&self.current];
-        let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
         // A Job always serializes; an empty payload would fail to open and
         // be reported, never silently lost.
         let plain = serde_json::to_vec(job).unwrap_or_default();
-        let data = XChaCha20Poly1305::new(key)
-            .encrypt(&nonce, plain.as_slice())
-            .unwrap_or_default();
+        let sealed = self.seal_bytes(b"", &plain);
         Sealed {
             attempt_id: job.attempt_id.clone(),
+            key: sealed.key,
+            nonce: sealed.nonce,
+            data: sealed.data,
+        }
+    }
+
+    pub fn open(&self, sealed: &Sealed) -> Result<Job, OpenError> {
+        let plain = self.open_bytes(
+            b"",
+            &SealedBytes {
+                key: sealed.key.clone(),
+                nonce: sealed.nonce.clone(),
+                data: sealed.data.clone(),
+            },
+        )?;
+        let job: Job = serde_json::from_slice(&plain).map_err(|_| OpenError::Layout)?;
+        // The clear attempt id must be the sealed one, or a report would go
+        // to the wrong attempt.
+        if job.attempt_id != sealed.attempt_id {
+            return Err(OpenError::Forged);
+        }
+        Ok(job)
+    }
+
+    /// The id of the key that seals.
+    pub fn current(&self) -> &str {
+        &self.current
+    }
+
+    /// Seals any bytes under the newest key. `aad` is authenticated but not
+    /// stored: opening needs the same, so a ciphertext moved to another
+    /// place (another case, another field) fails to open.
+    pub fn seal_bytes(&self, aad: &[u8], plain: &[u8]) -> SealedBytes {
+        let key = &self.keys[&self.current];
+        let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
+        // Encryption with a valid key and nonce only fails past 256 GiB.
+        let data = XChaCha20Poly1305::new(key)
+            .encrypt(&nonce, Payload { msg: plain, aad })
+            .unwrap_or_default();
+        SealedBytes {
             key: self.current.clone(),
             nonce: STANDARD.encode(nonce),
             data: STANDARD.encode(data),
         }
     }
 
-    pub fn open(&self, sealed: &Sealed) -> Result<Job, OpenError> {
+    pub fn open_bytes(&self, aad: &[u8], sealed: &SealedBytes) -> Result<Vec<u8>, OpenError> {
         let key = self
             .keys
             .get(&sealed.key)
@@ -147,17 +183,24 @@ impl Keyring {
         let data = STANDARD
             .decode(&sealed.data)
             .map_err(|_| OpenError::Malformed)?;
-        let plain = XChaCha20Poly1305::new(key)
-            .decrypt(&XNonce::from(nonce), data.as_slice())
-            .map_err(|_| OpenError::Forged)?;
-        let job: Job = serde_json::from_slice(&plain).map_err(|_| OpenError::Layout)?;
-        // The clear attempt id must be the sealed one, or a report would go
-        // to the wrong attempt.
-        if job.attempt_id != sealed.attempt_id {
-            return Err(OpenError::Forged);
-        }
-        Ok(job)
+        XChaCha20Poly1305::new(key)
+            .decrypt(
+                &XNonce::from(nonce),
+                Payload {
+                    msg: data.as_slice(),
+                    aad,
+                },
+            )
+            .map_err(|_| OpenError::Forged)
     }
+}
+
+/// Bytes sealed under one of a keyring's keys, named by its id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SealedBytes {
+    pub key: String,
+    pub nonce: String,
+    pub data: String,
 }
 
 #[cfg(test)]
