@@ -16,6 +16,8 @@
 //! - [`audit`]: the hash chains that make changed history visible.
 //! - [`privacy`]: personal fields marked, sealed at rest with per-case
 //!   keys, masked for roles without the right to see them, erased.
+//! - [`materials`]: files uploaded for a case — their type told from
+//!   their content, sealed on disk under generated names.
 //! - [`demo`]: the demo's simulated people and services, and timelines.
 
 pub mod api;
@@ -24,6 +26,7 @@ pub mod calendar;
 pub mod definition;
 pub mod demo;
 pub mod engine;
+pub mod materials;
 pub mod privacy;
 pub mod runtime;
 pub mod store;

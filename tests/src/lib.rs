@@ -48,11 +48,25 @@ pub fn binary(name: &str) -> PathBuf {
 /// Runs `orchestrator` with the given arguments from the repository's top
 /// folder.
 pub fn orchestrator(args: &[&str]) -> Output {
-    Command::new(binary("orchestrator"))
+    let mut command = Command::new(binary("orchestrator"));
+    data_keys_for(&mut command, args);
+    command
         .args(args)
         .current_dir(repo())
         .output()
         .expect("run orchestrator")
+}
+
+/// The master keys for personal data that every process of a test on
+/// PostgreSQL shares; on SQLite each database keeps its own beside it.
+pub const TEST_DATA_KEYS: &str = "test:ZG9ja2V0LWRhdGEta2V5LTAxMjM0NTY3ODlhYmNkZWY=";
+
+/// Gives `command` [`TEST_DATA_KEYS`] when its arguments name a PostgreSQL
+/// database.
+pub fn data_keys_for(command: &mut Command, args: &[&str]) {
+    if args.iter().any(|a| a.starts_with("postgres")) {
+        command.env("DOCKET_DATA_KEYS", TEST_DATA_KEYS);
+    }
 }
 
 /// Standard output as text.
@@ -184,7 +198,9 @@ pub const TEST_JOB_KEYS: &str = "test:ZG9ja2V0LXRlc3Qta2V5LTAxMjM0NTY3ODlhYmNkZW
 /// `orchestrator serve` in production mode on `redis`, sealing jobs with
 /// [`TEST_JOB_KEYS`]; `extra` adds flags (database, workflows, contacts …).
 pub fn serve_on_redis(redis: &str, extra: &[&str]) -> Stop {
-    let child = Command::new(binary("orchestrator"))
+    let mut command = Command::new(binary("orchestrator"));
+    data_keys_for(&mut command, extra);
+    let child = command
         .args([
             "serve",
             "--poll",
@@ -206,15 +222,27 @@ pub fn serve_on_redis(redis: &str, extra: &[&str]) -> Stop {
 /// `orchestrator serve` in embedded mode on `database`, with its HTTP API on
 /// a free loopback port; `extra` adds flags. Returns once `/health` answers.
 pub fn serve_api(database: &str, extra: &[&str]) -> (Stop, String) {
+    serve_api_to(database, extra, std::process::Stdio::null())
+}
+
+/// [`serve_api`], its log (standard error) written to the file `log`.
+pub fn serve_api_logged(database: &str, extra: &[&str], log: &Path) -> (Stop, String) {
+    let file = std::fs::File::create(log).expect("create the log file");
+    serve_api_to(database, extra, std::process::Stdio::from(file))
+}
+
+fn serve_api_to(database: &str, extra: &[&str], log: std::process::Stdio) -> (Stop, String) {
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
-    let child = Command::new(binary("orchestrator"))
+    let mut command = Command::new(binary("orchestrator"));
+    data_keys_for(&mut command, &[database]);
+    let child = command
         .args(["serve", "--database", database, "--poll", "20ms"])
         .args(["--api-listen", &listen])
         .args(extra)
         .current_dir(repo())
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stderr(log)
         .spawn()
         .expect("start orchestrator serve");
     let mut serve = Stop(child);
@@ -252,4 +280,20 @@ pub fn api_token(database: &str, name: &str, role: &str) -> String {
     ]);
     assert!(out.status.success(), "token create: {}", stderr(&out));
     stdout(&out).trim().to_owned()
+}
+
+/// The body of `POST /cases` for a valid residence-permit application:
+/// the case then waits for the applicant's address (`await_address`).
+pub fn applicant_case() -> serde_json::Value {
+    serde_json::json!({
+        "workflow": "residence-permit",
+        "input": {
+            "applicant_name": "陈明",
+            "id_number": "11010519491231002X",
+            "phone": "13800000001",
+            "wechat_openid": "wx-test",
+            "category": "employment",
+            "through_agent": false
+        }
+    })
 }

@@ -46,7 +46,9 @@ impl Api {
         assert!(out.status.success(), "{}", stderr(&out));
         tokens.insert("revoked", revoked);
         tokens.insert("bad", "docket_not-a-token".to_owned());
-        let mut flags = vec!["--gateway-event", GATEWAY_EVENTS];
+        // Uploaded files go to the test's own directory.
+        let uploads = dir.join("uploads").display().to_string();
+        let mut flags = vec!["--gateway-event", GATEWAY_EVENTS, "--uploads-dir", &uploads];
         flags.extend(extra);
         let (serve, base) = serve_api(database, &flags);
         Api {
@@ -87,6 +89,19 @@ impl Api {
                 .json(body)
                 .send()
                 .expect("POST"),
+        )
+    }
+
+    /// Uploads a small JPEG (distinct at each call) to `case` as a photo.
+    fn upload(&self, case: &str, who: &str) -> (u16, Value) {
+        let mut jpeg = b"\xFF\xD8\xFF\xFE\x00\x10".to_vec();
+        jpeg.extend_from_slice(uuid_like().as_bytes());
+        read(
+            self.request("POST", &format!("/cases/{case}/materials?kind=photo"), who)
+                .header("content-type", "image/jpeg")
+                .body(jpeg)
+                .send()
+                .expect("POST materials"),
         )
     }
 
@@ -164,7 +179,7 @@ struct Endpoint {
     ok: u16,
 }
 
-const ENDPOINTS: [Endpoint; 11] = [
+const ENDPOINTS: [Endpoint; 16] = [
     Endpoint {
         method: "POST",
         path: "/cases",
@@ -216,6 +231,37 @@ const ENDPOINTS: [Endpoint; 11] = [
         ok: 422,
     },
     Endpoint {
+        method: "POST",
+        path: "/cases/{id}/materials",
+        roles: Some(&["gateway", "officer", "admin"]),
+        ok: 201,
+    },
+    Endpoint {
+        method: "GET",
+        path: "/cases/{id}/materials",
+        roles: Some(&["gateway", "officer", "operator", "auditor", "admin"]),
+        ok: 200,
+    },
+    // The content of a file uploaded by an admin just before.
+    Endpoint {
+        method: "GET",
+        path: "/cases/{id}/materials/{sha256}",
+        roles: Some(&["officer", "admin"]),
+        ok: 200,
+    },
+    Endpoint {
+        method: "GET",
+        path: "/audit/verify",
+        roles: Some(&["auditor", "admin"]),
+        ok: 200,
+    },
+    Endpoint {
+        method: "GET",
+        path: "/audit/export",
+        roles: Some(&["auditor", "admin"]),
+        ok: 200,
+    },
+    Endpoint {
         method: "GET",
         path: "/health",
         roles: None,
@@ -252,11 +298,19 @@ fn every_endpoint_answers_every_role_as_the_table_says() {
             } else {
                 String::new()
             };
-            let path = endpoint
+            let mut path = endpoint
                 .path
                 .replace("{id}", &case)
                 .replace("{event}", "address_bound")
                 .replace("{deadline}", "issuance_limit");
+            if endpoint.path.contains("{sha256}") {
+                let (status, material) = api.upload(&case, "admin");
+                assert_eq!(status, 201, "{material:#}");
+                path = path.replace("{sha256}", material["sha256"].as_str().unwrap());
+            }
+            if endpoint.path == "/audit/export" {
+                path.push_str("?from=2000-01-01&to=2100-12-31");
+            }
             let body = match endpoint.path {
                 "/cases" => start_body(),
                 p if p.ends_with("{event}") => {
@@ -269,6 +323,7 @@ fn every_endpoint_answers_every_role_as_the_table_says() {
             };
             let (status, answer) = match endpoint.method {
                 "GET" => api.get(&path, who),
+                _ if endpoint.path.ends_with("/materials") => api.upload(&case, who),
                 _ => api.post(&path, who, &body),
             };
             let expected = match endpoint.roles {
@@ -306,7 +361,36 @@ fn a_case_is_driven_through_the_api_and_its_history_names_the_tokens() {
     let (status, case) = api.post("/cases", "gateway", &start_body());
     assert_eq!(status, 201, "{case:#}");
     let id = case["id"].as_str().unwrap().to_owned();
-    assert!(case.get("input").is_none(), "personal input is not shown");
+    // The gateway sees personal data masked; officers see it in clear.
+    assert_eq!(
+        case["input"],
+        json!({
+            "applicant_name": "陈*",
+            "id_number": "1101**********002X",
+            "phone": "138****0001",
+            "wechat_openid": "w******",
+            "category": "employment",
+            "through_agent": false
+        }),
+        "{case:#}"
+    );
+    for (role, name) in [
+        ("officer", "陈明"),
+        ("admin", "陈明"),
+        ("auditor", "陈*"),
+        ("operator", "陈*"),
+    ] {
+        let (_, seen) = api.get(&format!("/cases/{id}"), role);
+        assert_eq!(seen["input"]["applicant_name"], name, "{role}");
+        let (_, history) = api.get(&format!("/cases/{id}/history"), role);
+        let text = history.to_string();
+        assert!(text.contains(name), "{role}: {text}");
+        if name != "陈明" {
+            for secret in ["陈明", "11010519491231002X", "13800000001", "wx-test"] {
+                assert!(!text.contains(secret), "{role} sees {secret}");
+            }
+        }
+    }
     let materials =
         json!({"data": {"materials": ["id_card", "photo", "lease_contract", "labour_contract"]}});
     let steps: [(&str, &str, &str, Value); 5] = [
@@ -625,7 +709,8 @@ fn the_openapi_document_lists_exactly_the_routes_served() {
         let concrete = path
             .replace("{id}", "x")
             .replace("{event}", "e")
-            .replace("{deadline}", "d");
+            .replace("{deadline}", "d")
+            .replace("{sha256}", "0");
         let (status, body) = match method.as_str() {
             "GET" => api.get(&concrete, "admin"),
             _ => api.post(&concrete, "admin", &json!({})),

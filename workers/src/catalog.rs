@@ -276,6 +276,22 @@ pub const HANDLERS: &[HandlerSpec] = &[
         errors: SERVICE_ERRORS,
         needs_materials: false,
     },
+    HandlerSpec {
+        name: "bench.noop",
+        summary: "For benchmarks only: does nothing and succeeds at once, reporting when it \
+                  started",
+        default_queue: "bench",
+        default_timeout: Duration::from_secs(30),
+        default_retry: MATERIALS_RETRY,
+        params: &[],
+        outcomes: &["done"],
+        outputs: &[OutputSpec {
+            name: "started_at_us",
+            ty: ValueType::Integer,
+        }],
+        errors: &[],
+        needs_materials: false,
+    },
 ];
 
 /// Looks a handler up by its stable name.

@@ -10,6 +10,7 @@ use clap::Parser;
 use docket_workers::delivery::smtp::{SmtpCredentials, SmtpMessenger, SmtpSettings, SmtpTls};
 use docket_workers::delivery::webhook::WebhookMessenger;
 use docket_workers::handlers::Handlers;
+use docket_workers::handlers::bench::BenchNoop;
 use docket_workers::handlers::identity::{IdentityVerify, IntranetAuthenticate};
 use docket_workers::handlers::materials::MaterialsCheck;
 use docket_workers::handlers::notify::Notify;
@@ -123,6 +124,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         heartbeat: args.heartbeat,
         missed_heartbeats: args.missed_heartbeats,
         poll: args.poll,
+        wake_url: Some(args.redis_url.clone()),
         ..RedisSettings::default()
     };
     let keyring = Keyring::parse(&args.job_keys).context("--job-keys")?;
@@ -131,7 +133,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .context("connecting to Redis")?;
     // A handler whose service is not configured is not registered: its
     // jobs fail at once with a reason instead of waiting on nothing.
-    let mut handlers = Handlers::new().with("materials.check", MaterialsCheck);
+    let mut handlers = Handlers::new()
+        .with("materials.check", MaterialsCheck)
+        // For benchmarks (ops/bench); it does nothing and calls nothing.
+        .with("bench.noop", BenchNoop);
     if let Some(url) = &args.realname_url {
         let service = HttpRealName::new(url, args.service_timeout).context("--realname-url")?;
         handlers = handlers.with("identity.verify", IdentityVerify::new(Arc::new(service)));

@@ -7,7 +7,9 @@
 //!   larger than its free slots, a busy worker stops heartbeating and
 //!   another worker re-runs all its jobs;
 //! - heartbeats and orphan recovery are tuned to seconds, not minutes;
-//! - idle workers poll every 200 ms instead of waiting for a heartbeat;
+//! - idle workers poll every 200 ms instead of waiting for a heartbeat,
+//!   and are woken at once by a message published after each push
+//!   ([`RedisSettings::wake_url`]), so a job waits for no poll;
 //! - a worker's name is unique per process start: a reused name is refused
 //!   for one heartbeat and hides dead workers from orphan recovery;
 //! - handlers always return `Ok`: the outcome travels on the completions
@@ -16,12 +18,18 @@
 //! - jobs are sealed ([`crate::sealing`]): Redis never holds personal
 //!   data in clear.
 
-use std::sync::Arc;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
 use apalis::prelude::{BackendExt, BoxDynError, Data, TaskSink, WorkerBuilder, WorkerBuilderExt};
+use apalis_core::backend::ext::poll_strategy::Strategy;
 use apalis_redis::{Config, ConnectionManager, RedisStorage};
 use futures_util::future::BoxFuture;
+use futures_util::task::AtomicWaker;
+use futures_util::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
@@ -41,6 +49,11 @@ pub struct RedisSettings {
     pub poll: Duration,
     /// Timeout of each Redis command.
     pub response_timeout: Duration,
+    /// The Redis (the same server as the connection's) to subscribe to for
+    /// the message published after each push ([`push_job`], the
+    /// completions' reporter), so that an idle worker fetches the job at
+    /// once rather than at its next poll. `None`: polling only.
+    pub wake_url: Option<String>,
 }
 
 impl Default for RedisSettings {
@@ -51,6 +64,7 @@ impl Default for RedisSettings {
             missed_heartbeats: 2,
             poll: Duration::from_millis(200),
             response_timeout: Duration::from_secs(5),
+            wake_url: None,
         }
     }
 }
@@ -90,6 +104,133 @@ impl RedisSettings {
     pub fn completions(&self, conn: ConnectionManager) -> RedisStorage<Completion> {
         RedisStorage::new(conn).with_config(self.config("completions"))
     }
+
+    /// When an idle worker of `config`'s queue fetches: every `poll`, and
+    /// as soon as a job is pushed (with [`RedisSettings::wake_url`]). The
+    /// subscription ends when `stopped` turns true.
+    fn polling(&self, config: &Config, stopped: &watch::Receiver<bool>) -> Strategy {
+        let strategy = Strategy::new();
+        let strategy = match &self.wake_url {
+            Some(url) => strategy.stream(Wake::on_push(
+                url.clone(),
+                wake_channel(config),
+                stopped.clone(),
+            )),
+            None => strategy,
+        };
+        strategy.interval(self.poll)
+    }
+}
+
+/// Where [`announce`] tells a queue's idle workers that a job was pushed.
+///
+/// apalis-redis's push script publishes `tasks:…:available` only for a job
+/// it puts straight on the ready list, but a pushed task always carries its
+/// run time (now), so apalis puts it in the scheduled set and the fetch
+/// script moves it over: that message never comes. This channel is ours.
+fn wake_channel(config: &Config) -> String {
+    format!("{}:pushed", config.active_jobs_list())
+}
+
+/// Tells the idle workers of `storage`'s queue that a job is waiting.
+/// Lost or failed, it costs them one poll interval.
+async fn announce<T>(storage: &mut RedisStorage<T>) {
+    let channel = wake_channel(storage.get_config());
+    let published: Result<i64, _> = redis::cmd("PUBLISH")
+        .arg(channel)
+        .arg(1)
+        .query_async(storage.get_connection())
+        .await;
+    if let Err(e) = published {
+        tracing::debug!(error = %e, "idle workers not woken; they will poll");
+    }
+}
+
+/// Wakes an idle worker when a job is pushed onto its queue. A stream that
+/// yields once for any number of pushes since it was last polled: the
+/// worker then fetches until the queue is empty.
+///
+/// Every subscriber hears every push: with many workers on one queue,
+/// each push wakes all of them and one gets the job. Polling stays on beside it, so a message lost while the
+/// subscription reconnects costs one poll interval, no more.
+#[derive(Debug, Clone)]
+struct Wake(Arc<WakeInner>);
+
+#[derive(Debug, Default)]
+struct WakeInner {
+    waker: AtomicWaker,
+    pushed: AtomicBool,
+}
+
+impl Wake {
+    fn on_push(url: String, channel: String, mut stopped: watch::Receiver<bool>) -> Wake {
+        let wake = Wake(Arc::new(WakeInner::default()));
+        // The subscription ends with the worker that polls this stream.
+        let worker = Arc::downgrade(&wake.0);
+        tokio::spawn(async move {
+            let signal = |worker: &Weak<WakeInner>| match worker.upgrade() {
+                Some(inner) => {
+                    Wake(inner).signal();
+                    true
+                }
+                None => false,
+            };
+            loop {
+                let subscribed = async {
+                    let client: apalis_redis::Client = apalis_redis::Client::open(url.as_str())?;
+                    let mut pubsub = client.get_async_pubsub().await?;
+                    pubsub.subscribe(&channel).await?;
+                    // Pushed while (re)subscribing: look once now.
+                    if !signal(&worker) {
+                        return Ok::<bool, redis::RedisError>(false);
+                    }
+                    let mut messages = pubsub.into_on_message();
+                    while messages.next().await.is_some() {
+                        if !signal(&worker) {
+                            return Ok(false);
+                        }
+                    }
+                    Ok(true)
+                };
+                tokio::select! {
+                    result = subscribed => match result {
+                        Ok(false) => return,
+                        Ok(true) => {}
+                        Err(e) => tracing::debug!(error = %e, "push notifications unavailable; polling meanwhile"),
+                    },
+                    _ = stopped.wait_for(|s| *s) => return,
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = stopped.wait_for(|s| *s) => return,
+                }
+                if worker.strong_count() == 0 {
+                    return;
+                }
+            }
+        });
+        wake
+    }
+
+    fn signal(&self) {
+        self.0.pushed.store(true, Ordering::Release);
+        self.0.waker.wake();
+    }
+}
+
+impl Stream for Wake {
+    type Item = ();
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<()>> {
+        if self.0.pushed.swap(false, Ordering::AcqRel) {
+            return Poll::Ready(Some(()));
+        }
+        self.0.waker.register(cx.waker());
+        if self.0.pushed.swap(false, Ordering::AcqRel) {
+            return Poll::Ready(Some(()));
+        }
+        Poll::Pending
+    }
 }
 
 /// Connects with a response timeout, and reconnects on its own after Redis
@@ -113,7 +254,9 @@ pub async fn push_job(
     storage
         .push(keyring.seal(job))
         .await
-        .map_err(|e| RedisError::Push(Box::new(e)))
+        .map_err(|e| RedisError::Push(Box::new(e)))?;
+    announce(storage).await;
+    Ok(())
 }
 
 /// Reports outcomes by pushing them onto the completions queue.
@@ -138,8 +281,11 @@ impl Reporter for RedisReporter {
             };
             // Redis away: the report is lost, and the orchestrator's attempt
             // timer retries the job. Retrying here could block the slot.
-            if let Err(e) = completions.push(completion).await {
-                tracing::warn!(error = %e, "outcome could not be reported; the attempt will time out");
+            match completions.push(completion).await {
+                Ok(()) => announce(&mut completions).await,
+                Err(e) => {
+                    tracing::warn!(error = %e, "outcome could not be reported; the attempt will time out")
+                }
             }
         })
     }
@@ -187,7 +333,7 @@ where
     supervise("completions consumer", stopped, |generation, stopped| {
         let name = format!("{name}-{generation}");
         let storage = settings.completions(conn.clone());
-        let poll = settings.poll;
+        let polling = settings.polling(storage.get_config(), &stopped);
         let apply = Arc::clone(&apply);
         // Without a shutdown timeout, apalis's monitor keeps waiting for the
         // signal after its worker has died, and would never be restarted.
@@ -195,7 +341,7 @@ where
             .shutdown_timeout(Duration::from_secs(10))
             .register(move |_| {
                 WorkerBuilder::new(name.clone())
-                    .backend(storage.clone().poll_with_interval(poll))
+                    .backend(storage.clone().poll_with_strategy(polling.clone()))
                     .concurrency(1)
                     .data(Arc::clone(&apply))
                     .build(consume::<F>)
@@ -295,7 +441,7 @@ where
         for slots in &pool.queues {
             let name = format!("{}-{generation}:{}", pool.worker_id, slots.queue);
             let storage = pool.settings.jobs(conn.clone(), &slots.queue);
-            let poll = pool.settings.poll;
+            let polling = pool.settings.polling(storage.get_config(), &stopped);
             let concurrency = slots.concurrency;
             let ctx = Context {
                 shared: pool.shared.clone(),
@@ -303,7 +449,7 @@ where
             };
             monitor = monitor.register(move |_| {
                 WorkerBuilder::new(name.clone())
-                    .backend(storage.clone().poll_with_interval(poll))
+                    .backend(storage.clone().poll_with_strategy(polling.clone()))
                     .concurrency(concurrency)
                     .data(ctx.clone())
                     .build(handle)

@@ -30,7 +30,8 @@ pub enum Role {
     /// Running the system: cancelling cases and retrying failed steps,
     /// reading and searching cases and their history.
     Operator,
-    /// Read-only: cases, searches and history.
+    /// Read-only: cases, searches and history; verifying and exporting
+    /// the history.
     Auditor,
     /// Everything.
     Admin,
@@ -96,13 +97,26 @@ pub enum Action {
     Cancel,
     Retry,
     ExtendDeadline,
+    /// Seeing names, ID numbers, phones and addresses in clear; everyone
+    /// else sees them masked.
+    SeePersonalData,
+    /// Recomputing the history's hash chains.
+    VerifyAudit,
+    /// Exporting the history of a period, every case's.
+    ExportAudit,
+    /// Uploading a file (a photo, a scan) for a case.
+    UploadMaterial,
+    /// Listing a case's uploaded files: kinds, types, sizes, hashes.
+    ListMaterials,
+    /// Reading an uploaded file's content: personal data.
+    ReadMaterial,
 }
 
 /// Who may do what: one row per action, every role named. The operator
 /// runs the machinery (cancel, retry) but takes no decision on a case
 /// (events, extensions are the officers'); the gateway never lists or
 /// reads history, so a leaked front-end token cannot browse cases.
-pub const PERMISSIONS: [(Action, &[Role]); 8] = {
+pub const PERMISSIONS: [(Action, &[Role]); 14] = {
     use Role::{Admin, Auditor, Gateway, Officer, Operator};
     [
         (Action::StartCase, &[Gateway, Admin]),
@@ -116,6 +130,15 @@ pub const PERMISSIONS: [(Action, &[Role]); 8] = {
         (Action::Cancel, &[Operator, Admin]),
         (Action::Retry, &[Operator, Admin]),
         (Action::ExtendDeadline, &[Officer, Admin]),
+        (Action::SeePersonalData, &[Officer, Admin]),
+        (Action::VerifyAudit, &[Auditor, Admin]),
+        (Action::ExportAudit, &[Auditor, Admin]),
+        (Action::UploadMaterial, &[Gateway, Officer, Admin]),
+        (
+            Action::ListMaterials,
+            &[Gateway, Officer, Operator, Auditor, Admin],
+        ),
+        (Action::ReadMaterial, &[Officer, Admin]),
     ]
 };
 
@@ -155,6 +178,11 @@ impl Caller {
     /// The actor recorded in history for this caller's changes.
     pub fn actor(&self) -> String {
         format!("token:{}", self.name)
+    }
+
+    /// Whether personal data is shown to this caller in clear.
+    pub fn sees_personal_data(&self) -> bool {
+        self.role.may(Action::SeePersonalData)
     }
 
     pub fn require(&self, action: Action) -> Result<(), ApiError> {
@@ -229,6 +257,8 @@ mod tests {
         }
         assert!(!Auditor.may(Action::SendEvent));
         assert!(!Operator.may(Action::ExtendDeadline));
+        assert!(Auditor.may(Action::ExportAudit));
+        assert!(!Officer.may(Action::VerifyAudit));
     }
 
     #[test]

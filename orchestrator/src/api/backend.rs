@@ -5,12 +5,15 @@
 use chrono::{DateTime, Utc};
 use futures_util::future::BoxFuture;
 
+use super::materials::MaterialBackend;
 use crate::engine::{CaseState, Command, Data};
 use crate::runtime::{Orchestrator, RuntimeError};
 use crate::store::api::{ApiStore, CaseSearch, KeyClaim, TokenRecord};
+use crate::store::audit::{self, AuditStore, ExportedEvent, Verification};
+use crate::store::materials::MaterialStore;
 use crate::store::{CaseSummary, HistoryRecord, Lock, Store, StoreError, Updated};
 
-pub trait Backend: Send + Sync + 'static {
+pub trait Backend: MaterialBackend + Send + Sync + 'static {
     fn now(&self) -> DateTime<Utc>;
 
     fn start<'a>(
@@ -67,9 +70,23 @@ pub trait Backend: Send + Sync + 'static {
         case_id: &'a str,
         key: &'a str,
     ) -> BoxFuture<'a, Result<(), StoreError>>;
+
+    /// Recomputes the history's hash chains: one case's, or every case's
+    /// and the checkpoints'.
+    fn verify_history<'a>(
+        &'a self,
+        case_id: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Verification, StoreError>>;
+
+    /// History written in `[from, to)`, by case and seq.
+    fn history_between(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> BoxFuture<'_, Result<Vec<ExportedEvent>, StoreError>>;
 }
 
-impl<S: Store + ApiStore> Backend for Orchestrator<S> {
+impl<S: Store + ApiStore + AuditStore + MaterialStore> Backend for Orchestrator<S> {
     fn now(&self) -> DateTime<Utc> {
         self.clock.now()
     }
@@ -165,5 +182,20 @@ impl<S: Store + ApiStore> Backend for Orchestrator<S> {
         key: &'a str,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(self.store.release_key(case_id, key))
+    }
+
+    fn verify_history<'a>(
+        &'a self,
+        case_id: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Verification, StoreError>> {
+        Box::pin(audit::verification(&*self.store, case_id))
+    }
+
+    fn history_between(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> BoxFuture<'_, Result<Vec<ExportedEvent>, StoreError>> {
+        Box::pin(self.store.history_between(from, to))
     }
 }

@@ -6,7 +6,7 @@
 
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Deserialize;
@@ -15,6 +15,7 @@ use utoipa::IntoParams;
 use super::AppState;
 use super::auth::{Action, Caller, hex};
 use super::error::{ApiError, ErrorBody};
+use super::path::Path;
 use super::views::{
     CaseList, CaseSummaryView, CaseView, ExtendDeadline, History, HistoryEntry, JsonObject, Reason,
     StartCase,
@@ -53,7 +54,11 @@ pub async fn start_case(
         .await?;
     Ok((
         StatusCode::CREATED,
-        Json(CaseView::new(&case, state.backend.now())),
+        Json(CaseView::new(
+            &case,
+            state.backend.now(),
+            caller.sees_personal_data(),
+        )),
     ))
 }
 
@@ -79,7 +84,11 @@ pub async fn get_case(
         .case(&id)
         .await?
         .ok_or_else(|| ApiError::unknown_case(&id))?;
-    Ok(Json(CaseView::new(&case, state.backend.now())))
+    Ok(Json(CaseView::new(
+        &case,
+        state.backend.now(),
+        caller.sees_personal_data(),
+    )))
 }
 
 /// The filters of `GET /cases`, as sent; each is checked by name.
@@ -265,7 +274,10 @@ pub async fn case_history(
     let events = state.backend.history(&id).await?;
     Ok(Json(History {
         case_id: id,
-        events: events.into_iter().map(HistoryEntry::from).collect(),
+        events: events
+            .into_iter()
+            .map(|e| HistoryEntry::new(e, caller.sees_personal_data()))
+            .collect(),
     }))
 }
 
@@ -295,7 +307,11 @@ pub async fn cancel_case(
         .backend
         .apply(&id, Command::Cancel { reason }, &caller.actor())
         .await?;
-    Ok(Json(CaseView::new(&case, state.backend.now())))
+    Ok(Json(CaseView::new(
+        &case,
+        state.backend.now(),
+        caller.sees_personal_data(),
+    )))
 }
 
 #[utoipa::path(
@@ -324,7 +340,11 @@ pub async fn retry_step(
         .backend
         .apply(&id, Command::RetryStep { reason }, &caller.actor())
         .await?;
-    Ok(Json(CaseView::new(&case, state.backend.now())))
+    Ok(Json(CaseView::new(
+        &case,
+        state.backend.now(),
+        caller.sees_personal_data(),
+    )))
 }
 
 #[utoipa::path(
@@ -360,7 +380,11 @@ pub async fn extend_deadline(
         legal_basis: extend.legal_basis,
     });
     let case = state.backend.apply(&id, command, &caller.actor()).await?;
-    Ok(Json(CaseView::new(&case, state.backend.now())))
+    Ok(Json(CaseView::new(
+        &case,
+        state.backend.now(),
+        caller.sees_personal_data(),
+    )))
 }
 
 #[cfg(test)]

@@ -27,7 +27,8 @@ pub struct ErrorDetail {
     /// `case_finished`, `extension_refused`, `unauthorized`, `forbidden`,
     /// `idempotency_conflict`, `idempotency_in_flight`,
     /// `payload_too_large`, `timeout`, `no_route`, `method_not_allowed`,
-    /// `unavailable`, `internal`.
+    /// `unavailable`, `internal`; for uploads `empty_body`, `invalid_body`,
+    /// `unsupported_media_type`, `unknown_material`, `material_exists`.
     pub code: String,
     /// For people; may change between releases.
     pub message: String,

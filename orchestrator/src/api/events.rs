@@ -10,7 +10,7 @@
 //! retry applies again: the engine then refuses an event the case no longer
 //! waits for, so the event is still applied at most once.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
@@ -18,6 +18,7 @@ use sha2::{Digest, Sha256};
 use super::AppState;
 use super::auth::{Caller, hex};
 use super::error::{ApiError, ErrorBody};
+use super::path::Path;
 use super::views::{CaseView, JsonObject, SendEvent};
 use crate::engine::Command;
 use crate::store::api::KeyClaim;
@@ -89,7 +90,12 @@ pub async fn send_event(
 
     let command = Command::Signal { event, data };
     let answer = match backend.apply(&id, command, &caller.actor()).await {
-        Ok(case) => (StatusCode::OK, json(&CaseView::new(&case, backend.now()))),
+        // The answer is kept for replays: personal data in it is masked
+        // whoever asks.
+        Ok(case) => (
+            StatusCode::OK,
+            json(&CaseView::new(&case, backend.now(), false)),
+        ),
         Err(e) => {
             let error = ApiError::from(e);
             if error.status.is_server_error() || error.code == "unknown_case" {

@@ -16,6 +16,8 @@ use utoipa::{Modify, OpenApi};
     ),
     tags(
         (name = "cases", description = "Cases, their events and their history"),
+        (name = "materials", description = "Files (photos, scans) uploaded for a case"),
+        (name = "audit", description = "The history's hash chains verified, and the history exported"),
         (name = "health", description = "Liveness, readiness and this document"),
     ),
     modifiers(&BearerAuth),

@@ -13,6 +13,7 @@ use super::AppState;
 use super::error::ApiError;
 use crate::engine::state::DeadlineStatus;
 use crate::engine::{CaseState, Data, Status};
+use crate::privacy::marker;
 use crate::store::{CaseSummary, HistoryRecord};
 
 /// A request body that is a JSON object, within the size limit.
@@ -47,7 +48,17 @@ pub fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
         ));
     }
     match serde_json::from_slice::<Value>(bytes) {
-        Ok(Value::Object(map)) => Ok(map),
+        // PostgreSQL keeps no NUL in text or JSON: refused here, on every
+        // store alike, rather than failing at the database.
+        Ok(Value::Object(map)) => {
+            match map.iter().find(|(k, v)| k.contains('\0') || holds_nul(v)) {
+                Some((field, _)) => Err(ApiError::invalid_field(
+                    field,
+                    "must not contain a NUL character (\\u0000)",
+                )),
+                None => Ok(map),
+            }
+        }
         Ok(_) => Err(ApiError::invalid_json(
             "the request body must be a JSON object",
         )),
@@ -56,6 +67,15 @@ pub fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
             e.line(),
             e.column()
         ))),
+    }
+}
+
+fn holds_nul(value: &Value) -> bool {
+    match value {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(holds_nul),
+        Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || holds_nul(v)),
+        Value::Null | Value::Bool(_) | Value::Number(_) => false,
     }
 }
 
@@ -181,8 +201,8 @@ impl ExtendDeadline {
     }
 }
 
-/// A case as the API shows it. The input is left out: it holds personal
-/// data, shown only once masking by role exists.
+/// A case as the API shows it. Personal values in its input are masked
+/// (`3505**********1234`, `张*`) unless the caller's role may see them.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct CaseView {
     pub id: String,
@@ -198,6 +218,10 @@ pub struct CaseView {
     pub cancel_reason: Option<String>,
     /// The step the case is in.
     pub step: String,
+    /// The case input; personal values masked for roles without the
+    /// right to see them, `null` once erased.
+    #[schema(value_type = Object)]
+    pub input: Value,
     /// What the step is doing: `{"phase": "waiting"}`, `attempting`,
     /// `backing_off`, `failed` or `finished`, with their details.
     #[schema(value_type = Object)]
@@ -223,7 +247,8 @@ pub struct DeadlineView {
 }
 
 impl CaseView {
-    pub fn new(state: &CaseState, now: DateTime<Utc>) -> Self {
+    /// `reveal`: whether the caller may see personal data in clear.
+    pub fn new(state: &CaseState, now: DateTime<Utc>, reveal: bool) -> Self {
         let (status, outcome, cancel_reason) = match &state.status {
             Status::Active => ("active", None, None),
             Status::Completed { outcome } => ("completed", Some(outcome.clone()), None),
@@ -258,6 +283,7 @@ impl CaseView {
             outcome,
             cancel_reason,
             step: state.step.clone(),
+            input: shown(Value::Object(state.input.clone()), reveal),
             phase: serde_json::to_value(&state.phase).unwrap_or(Value::Null),
             deadlines,
             started_at: state.started_at,
@@ -318,14 +344,27 @@ pub struct HistoryEntry {
     pub event: Value,
 }
 
-impl From<HistoryRecord> for HistoryEntry {
-    fn from(r: HistoryRecord) -> Self {
+impl HistoryEntry {
+    /// `reveal`: whether the caller may see personal data in clear.
+    pub fn new(r: HistoryRecord, reveal: bool) -> Self {
         HistoryEntry {
             seq: r.seq,
             at: r.at,
             actor: r.actor,
-            event: serde_json::to_value(&r.event).unwrap_or(Value::Null),
+            event: shown(
+                serde_json::to_value(&r.event).unwrap_or(Value::Null),
+                reveal,
+            ),
         }
+    }
+}
+
+/// `value` with its personal values in clear or masked.
+fn shown(value: Value, reveal: bool) -> Value {
+    if reveal {
+        marker::revealed(value)
+    } else {
+        marker::masked(value)
     }
 }
 

@@ -99,6 +99,36 @@ impl Problem {
             Problem::CheckpointChanged { .. } => None,
         }
     }
+
+    /// The first event affected, when the problem is about one event.
+    pub fn seq(&self) -> Option<i64> {
+        match self {
+            Problem::Changed { seq, .. }
+            | Problem::Moved { seq, .. }
+            | Problem::Missing { seq, .. }
+            | Problem::Inserted { seq, .. }
+            | Problem::Unsealed { seq, .. }
+            | Problem::DiffersFromCheckpoint { seq, .. } => Some(*seq),
+            Problem::Truncated { last, .. } => Some(last + 1),
+            Problem::HeadRewritten { .. }
+            | Problem::CaseDeleted { .. }
+            | Problem::CheckpointChanged { .. } => None,
+        }
+    }
+
+    /// What was done to the history, as a stable word for machines: the
+    /// same word the message ends with.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Problem::Changed { .. } => "modified",
+            Problem::Moved { .. } => "reordered",
+            Problem::Missing { .. } | Problem::Truncated { .. } => "deleted",
+            Problem::Inserted { .. } | Problem::Unsealed { .. } => "inserted",
+            Problem::HeadRewritten { .. } | Problem::DiffersFromCheckpoint { .. } => "rewritten",
+            Problem::CaseDeleted { .. } => "case_deleted",
+            Problem::CheckpointChanged { .. } => "checkpoint_changed",
+        }
+    }
 }
 
 impl fmt::Display for Problem {
@@ -419,6 +449,16 @@ mod tests {
         assert_eq!(
             show(inserted),
             ["case a, event 6: after the case's last event (inserted)"]
+        );
+        let mut cut = sealed("a", 5);
+        cut.events.pop();
+        let found = verify(&[cut], &[], true);
+        assert_eq!(
+            found
+                .iter()
+                .map(|p| (p.case_id(), p.seq(), p.kind()))
+                .collect::<Vec<_>>(),
+            [(Some("a"), Some(5), "deleted")]
         );
     }
 

@@ -5,11 +5,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use chrono::{NaiveDate, NaiveTime, Utc};
+use chrono::NaiveDate;
 use clap::{Args, Subcommand};
 use docket::runtime::clock::{Clock, SystemClock};
 use docket::store::Store;
-use docket::store::audit::{AuditStore, verify};
+use docket::store::audit::{AuditStore, export_period, verify, write_lines};
 
 use super::store::{DatabaseArgs, with_store};
 
@@ -96,13 +96,9 @@ impl Audit {
                 Ok(ExitCode::SUCCESS)
             }
             AuditCommand::Export { from, to, out, .. } => {
-                if to < from {
+                let Some((start, end)) = export_period(*from, *to) else {
                     bail!("--to {to} is before --from {from}");
-                }
-                let start = from.and_time(NaiveTime::MIN).and_utc();
-                let end = to
-                    .succ_opt()
-                    .map_or(Utc::now(), |d| d.and_time(NaiveTime::MIN).and_utc());
+                };
                 let events = store.history_between(start, end).await?;
                 let mut sink: Box<dyn Write> = match out {
                     Some(path) => Box::new(std::io::BufWriter::new(
@@ -111,10 +107,7 @@ impl Audit {
                     )),
                     None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
                 };
-                for event in &events {
-                    serde_json::to_writer(&mut sink, event)?;
-                    sink.write_all(b"\n")?;
-                }
+                write_lines(&events, &mut sink)?;
                 sink.flush()?;
                 // The anchor to archive beside the export: whoever rewrites
                 // the database cannot make a later verification match it.

@@ -13,6 +13,7 @@ use clap::{Args, Subcommand};
 use docket::calendar::{self, Calendar};
 use docket::definition::period::Period;
 use docket::engine::{Command, Data, Extension};
+use docket::privacy::marker;
 use docket::runtime::Orchestrator;
 use docket::runtime::clock::{Clock, SystemClock, UuidGen};
 use docket::runtime::definitions::Registry;
@@ -154,6 +155,9 @@ pub enum CaseCommand {
         case: String,
         #[arg(long)]
         json: bool,
+        /// Show personal data in clear in `--json` (masked otherwise).
+        #[arg(long, requires = "json")]
+        reveal: bool,
         #[command(flatten)]
         common: Common,
     },
@@ -283,7 +287,9 @@ impl CaseCommand {
                 return schedules(&orch, *firings, *json).await;
             }
             CaseCommand::Status { case, json, .. } => return status(&orch, case, *json).await,
-            CaseCommand::History { case, json, .. } => return history(&orch, case, *json).await,
+            CaseCommand::History {
+                case, json, reveal, ..
+            } => return history(&orch, case, *json, *reveal).await,
             CaseCommand::Cases {
                 workflow,
                 status,
@@ -429,12 +435,19 @@ async fn history<S: Store>(
     orch: &Orchestrator<S>,
     case: &str,
     json: bool,
+    reveal: bool,
 ) -> anyhow::Result<ExitCode> {
     let Some(record) = orch.store.case(case).await? else {
         bail!("no case `{case}`");
     };
     let events = orch.store.history(case).await?;
     if json {
+        let events = serde_json::to_value(&events)?;
+        let events = if reveal {
+            marker::revealed(events)
+        } else {
+            marker::masked(events)
+        };
         println!("{}", serde_json::to_string_pretty(&events)?);
         return Ok(ExitCode::SUCCESS);
     }

@@ -4,7 +4,10 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
+use docket::privacy::DataKeys;
 use docket::store::sqlite::SqliteStore;
+
+use super::store::KeyArgs;
 
 #[derive(Debug, Args)]
 pub struct Demo {
@@ -15,6 +18,8 @@ pub struct Demo {
     /// The folder of workflow files (with `calendars/`).
     #[arg(long, default_value = "workflows")]
     workflows: PathBuf,
+    #[command(flatten)]
+    keys: KeyArgs,
 }
 
 impl Demo {
@@ -24,10 +29,17 @@ impl Demo {
             .database
             .clone()
             .unwrap_or_else(|| format!("sqlite:{}", temp.display()));
+        // A database of its own lives and dies with this run, and so can
+        // its keys; a given one keeps them beside it (or as configured).
+        let keys = match &self.database {
+            Some(url) => self.keys.resolve(url)?,
+            None => DataKeys::ephemeral(),
+        };
         let store = Arc::new(
             SqliteStore::open(&url)
                 .await
-                .with_context(|| format!("opening {url}"))?,
+                .with_context(|| format!("opening {url}"))?
+                .with_data_keys(keys),
         );
         let mut out = std::io::stdout().lock();
         let report = docket::demo::run(store, &self.workflows, &mut out).await;

@@ -11,6 +11,7 @@ mod calendar;
 mod cases;
 mod demo;
 mod graph;
+mod keys;
 mod migrate;
 mod serve;
 mod store;
@@ -48,6 +49,9 @@ enum Command {
     /// Create or revoke the HTTP API's bearer tokens.
     #[command(subcommand)]
     Token(token::Token),
+    /// Generate and rotate the master keys of personal data at rest.
+    #[command(subcommand)]
+    Keys(keys::Keys),
     /// Start, signal, inspect, cancel or retry cases.
     #[command(flatten)]
     Case(cases::CaseCommand),
@@ -67,6 +71,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Command::Serve(cmd) => runtime()?.block_on(cmd.run()),
         Command::Audit(cmd) => runtime()?.block_on(cmd.run()),
         Command::Token(cmd) => runtime()?.block_on(cmd.run()),
+        Command::Keys(cmd) => runtime()?.block_on(cmd.run()),
         Command::Case(cmd) => runtime()?.block_on(cmd.run()),
     }
 }

@@ -13,9 +13,10 @@ use docket::runtime::service::{self, Settings};
 use docket::store::Store;
 use docket::store::api::ApiStore;
 use docket::store::audit::AuditStore;
+use docket::store::materials::MaterialStore;
 use docket_workers::redis::RedisSettings;
 use docket_workers::sealing::Keyring;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Notify, mpsc, watch};
 
 use super::api::ApiArgs;
 use super::cases::Setup;
@@ -59,7 +60,7 @@ impl Serve {
         with_store!(backend, store => self.run_on(store).await)
     }
 
-    async fn run_on<S: Store + AuditStore + ApiStore + 'static>(
+    async fn run_on<S: Store + AuditStore + ApiStore + MaterialStore + 'static>(
         &self,
         store: Arc<S>,
     ) -> anyhow::Result<ExitCode> {
@@ -74,6 +75,8 @@ impl Serve {
             ..Settings::default()
         };
         let (stop, stopped) = watch::channel(false);
+        // Completions applied outside the loops wake them.
+        let wake = Arc::new(Notify::new());
         let api = self.api.start(Arc::clone(&orch), stopped.clone()).await?;
         let mut background = Vec::new();
         let mut simulator = None;
@@ -86,6 +89,7 @@ impl Serve {
                 let keyring = Keyring::parse(keys).context("--job-keys")?;
                 let redis = RedisSettings {
                     prefix: self.redis_prefix.clone(),
+                    wake_url: Some(url.clone()),
                     ..RedisSettings::default()
                 };
                 let conn = docket_workers::redis::connect(url, &redis).await?;
@@ -96,9 +100,10 @@ impl Serve {
                 );
                 background.push(tokio::spawn({
                     let (orch, conn, redis) = (Arc::clone(&orch), conn.clone(), redis.clone());
-                    let stopped = stopped.clone();
+                    let (stopped, wake) = (stopped.clone(), Arc::clone(&wake));
                     async move {
-                        if let Err(e) = consume_completions(orch, conn, redis, name, stopped).await
+                        if let Err(e) =
+                            consume_completions(orch, conn, redis, name, stopped, wake).await
                         {
                             tracing::error!(error = %e, "the completions consumer stopped");
                         }
@@ -149,6 +154,7 @@ impl Serve {
             completions,
             stopped,
             settings,
+            wake,
         ));
         shutdown_signal().await;
         tracing::info!("shutting down");

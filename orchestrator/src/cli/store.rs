@@ -1,9 +1,12 @@
 //! Opening the store a command names: `sqlite:` (the embedded default) or
 //! `postgres:`.
 
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
+use docket::privacy::DataKeys;
 use docket::store::postgres::PgStore;
 use docket::store::sqlite::SqliteStore;
 
@@ -17,6 +20,88 @@ pub struct DatabaseArgs {
         default_value = "sqlite:docket.sqlite"
     )]
     pub database: String,
+    #[command(flatten)]
+    pub keys: KeyArgs,
+}
+
+/// Where the master keys for personal data come from.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct KeyArgs {
+    /// Master keys that wrap each case's data key: `ID:BASE64KEY[,…]`,
+    /// newest first (`orchestrator keys generate`). Needed with PostgreSQL;
+    /// a SQLite file without them uses `FILE.keys` beside it, created on
+    /// first use.
+    #[arg(long, env = "DOCKET_DATA_KEYS", hide_env_values = true)]
+    pub data_keys: Option<String>,
+    /// A file holding the master keys, as `--data-keys` takes them.
+    #[arg(long, env = "DOCKET_DATA_KEYS_FILE", conflicts_with = "data_keys")]
+    pub data_keys_file: Option<PathBuf>,
+}
+
+impl KeyArgs {
+    /// The master keys for the database at `url`.
+    pub fn resolve(&self, url: &str) -> anyhow::Result<DataKeys> {
+        if let Some(text) = &self.data_keys {
+            return DataKeys::parse(text).context("--data-keys (DOCKET_DATA_KEYS)");
+        }
+        if let Some(path) = &self.data_keys_file {
+            return read_keys(path);
+        }
+        match sqlite_file(url) {
+            Some(db) => {
+                let mut path = db.into_os_string();
+                path.push(".keys");
+                keys_beside(Path::new(&path))
+            }
+            None if url.starts_with("sqlite:") => Ok(DataKeys::ephemeral()),
+            // Commands that touch no personal data (audit, migrate) run
+            // without; the others fail naming the setting.
+            None => Ok(DataKeys::unconfigured()),
+        }
+    }
+}
+
+/// The file of a `sqlite:` URL; `None` for an in-memory database.
+fn sqlite_file(url: &str) -> Option<PathBuf> {
+    let rest = url.strip_prefix("sqlite:")?;
+    let rest = rest.strip_prefix("//").unwrap_or(rest);
+    let path = rest.split('?').next().unwrap_or(rest);
+    (!path.is_empty() && !path.starts_with(":memory:")).then(|| PathBuf::from(path))
+}
+
+fn read_keys(path: &Path) -> anyhow::Result<DataKeys> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the data keys in {}", path.display()))?;
+    DataKeys::parse(text.trim()).with_context(|| format!("the data keys in {}", path.display()))
+}
+
+/// The key file beside an embedded database, created (readable by its
+/// owner only) the first time.
+fn keys_beside(path: &Path) -> anyhow::Result<DataKeys> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(mut file) => {
+            let line = DataKeys::generate("k1");
+            file.write_all(format!("{line}\n").as_bytes())
+                .and_then(|()| file.sync_all())
+                .with_context(|| format!("writing the data keys to {}", path.display()))?;
+            DataKeys::parse(&line).context("a generated data key")
+        }
+        // Another process (serve beside a CLI command) made it first.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            for _ in 0..50 {
+                if std::fs::metadata(path).is_ok_and(|m| m.len() > 0) {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            read_keys(path)
+        }
+        Err(e) => Err(e).with_context(|| format!("creating {}", path.display())),
+    }
 }
 
 #[derive(Debug)]
@@ -29,14 +114,18 @@ impl DatabaseArgs {
     pub async fn open(&self) -> anyhow::Result<Backend> {
         let url = self.database.as_str();
         if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            let keys = self.keys.resolve(url)?;
             let store = PgStore::connect(url)
                 .await
-                .context("connecting to PostgreSQL")?;
+                .context("connecting to PostgreSQL")?
+                .with_data_keys(keys);
             Ok(Backend::Postgres(Arc::new(store)))
         } else if url.starts_with("sqlite:") {
+            let keys = self.keys.resolve(url)?;
             let store = SqliteStore::open(url)
                 .await
-                .with_context(|| format!("opening {url}"))?;
+                .with_context(|| format!("opening {url}"))?
+                .with_data_keys(keys);
             Ok(Backend::Sqlite(Arc::new(store)))
         } else {
             anyhow::bail!("--database must start with `sqlite:` or `postgres://`, not `{url}`")
@@ -54,3 +143,47 @@ macro_rules! with_store {
     };
 }
 pub(crate) use with_store;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_embedded_database_keeps_its_keys_beside_it() {
+        assert_eq!(
+            sqlite_file("sqlite:docket.sqlite"),
+            Some("docket.sqlite".into())
+        );
+        assert_eq!(
+            sqlite_file("sqlite:///var/d.db?mode=rwc"),
+            Some("/var/d.db".into())
+        );
+        assert_eq!(sqlite_file("sqlite::memory:"), None);
+        assert_eq!(sqlite_file("postgres://h/db"), None);
+
+        let dir = std::env::temp_dir().join(format!("docket-keys-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let db = format!("sqlite:{}", dir.join("a.sqlite").display());
+        let args = KeyArgs::default();
+        // The second process reads what the first created.
+        let wrapped = args
+            .resolve(&db)
+            .ok()
+            .and_then(|k| k.new_case_key("c").ok())
+            .map(|(_, w)| w);
+        let again = args.resolve(&db);
+        assert!(matches!(
+            (wrapped, again),
+            (Some(w), Ok(k)) if k.open_case_key("c", &w).is_ok()
+        ));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.join("a.sqlite.keys")).map(|m| m.permissions().mode());
+            assert_eq!(mode.ok().map(|m| m & 0o777), Some(0o600));
+        }
+        let none = args.resolve("postgres://127.0.0.1/x");
+        assert!(none.is_ok_and(|k| k.current().is_none()));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -53,6 +53,7 @@ pub(super) const TOP_FIELDS: &[&str] = &[
     "materials",
     "schedules",
     "follow_ups",
+    "retention",
     "steps",
 ];
 pub(super) const FIELD_FIELDS: &[&str] = &["type", "title", "values", "required", "personal"];
@@ -155,6 +156,10 @@ fn read(root: &Node, env: &Environment, d: &mut Diagnostics) -> Option<Workflow>
         .map(|n| follow_ups::read(n, &steps_read, &decls, d))
         .unwrap_or_default();
 
+    let retention = top
+        .optional("retention")
+        .and_then(|n| elapsed(n, "/retention", d));
+
     let workflow = Workflow {
         name: name?.value,
         version: u32::try_from(version?.value).ok()?,
@@ -167,6 +172,7 @@ fn read(root: &Node, env: &Environment, d: &mut Diagnostics) -> Option<Workflow>
         materials: decls.materials.as_ref().map(|m| m.value.clone()),
         schedules,
         follow_ups,
+        retention,
         steps: steps_read,
     };
     Some(workflow)

@@ -27,6 +27,8 @@ pub struct Workflow {
     pub schedules: Vec<Schedule>,
     /// Reminders sent after the case ended, at anniversaries.
     pub follow_ups: Vec<FollowUp>,
+    /// How long after a case ends its personal data is kept; erased then.
+    pub retention: Option<Duration>,
     /// Steps in file order; execution starts at the first.
     pub steps: Vec<Step>,
 }
@@ -47,6 +49,14 @@ impl Workflow {
 
     pub fn input_field(&self, name: &str) -> Option<&Field> {
         self.input.iter().find(|f| f.name == name)
+    }
+
+    /// The kinds of material (documents) applicants may upload: the ids
+    /// under `materials.documents`; none when the workflow has no materials.
+    pub fn material_kinds(&self) -> impl Iterator<Item = &str> {
+        self.materials
+            .iter()
+            .flat_map(|m| m.documents.iter().map(|d| d.id.as_str()))
     }
 
     /// Names of the input fields that hold personal information.

@@ -37,6 +37,10 @@ pub struct WorkflowFile {
     pub schedules: Option<Vec<ScheduleFile>>,
     /// Reminders sent after a case ended, at each anniversary of an event.
     pub follow_ups: Option<Vec<FollowUpFile>>,
+    /// How long personal data is kept after a case ends, e.g. `5years`;
+    /// then it is erased (the history stays, and verifiable). Kept for good
+    /// when absent.
+    pub retention: Option<String>,
     /// The steps; a case starts at the first.
     pub steps: Vec<StepFile>,
 }

@@ -169,6 +169,29 @@ fn describe(
                 due_text(*due)
             ),
         ),
+        E::RetentionScheduled { erase_at } => (
+            "retention".to_owned(),
+            None,
+            format!(
+                "personal data kept until {}",
+                erase_at.with_timezone(&Shanghai).format("%Y-%m-%d")
+            ),
+        ),
+        E::PersonalDataErased { values } => (
+            "personal data erased".to_owned(),
+            None,
+            format!("{values} values"),
+        ),
+        E::MaterialUploaded {
+            kind,
+            media_type,
+            size,
+            ..
+        } => (
+            format!("material {kind}"),
+            None,
+            format!("uploaded, {media_type}, {size} bytes"),
+        ),
         E::FollowUpSent { follow_up, n, .. } => (
             format!("follow-up {follow_up}"),
             Some(*n),

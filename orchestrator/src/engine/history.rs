@@ -131,6 +131,26 @@ pub enum HistoryEvent {
     CaseCancelled {
         reason: String,
     },
+    /// The case's personal data is kept until `erase_at`: the workflow's
+    /// retention after the case ended.
+    RetentionScheduled {
+        erase_at: DateTime<Utc>,
+    },
+    /// The case's personal data (`values` of them) was erased at the end
+    /// of its retention. The history keeps every event, personal values
+    /// unreadable.
+    PersonalDataErased {
+        values: usize,
+    },
+    /// A file (a photo, a scan) was uploaded for the case: its content is
+    /// named by its SHA-256, hex, so the hash chain covers what was given.
+    /// The file itself is kept outside the history, sealed.
+    MaterialUploaded {
+        kind: String,
+        sha256: String,
+        media_type: String,
+        size: u64,
+    },
 }
 
 impl HistoryEvent {
@@ -164,6 +184,9 @@ impl HistoryEvent {
             HistoryEvent::StepRetried { .. } => "step_retried",
             HistoryEvent::CaseCompleted { .. } => "case_completed",
             HistoryEvent::CaseCancelled { .. } => "case_cancelled",
+            HistoryEvent::RetentionScheduled { .. } => "retention_scheduled",
+            HistoryEvent::PersonalDataErased { .. } => "personal_data_erased",
+            HistoryEvent::MaterialUploaded { .. } => "material_uploaded",
         }
     }
 }

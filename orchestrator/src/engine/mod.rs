@@ -26,7 +26,7 @@ use std::collections::BTreeMap;
 use crate::calendar::Calendar;
 use crate::definition::Workflow;
 pub use history::HistoryEvent;
-pub use machine::{Extension, decide, start};
+pub use machine::{Extension, Material, decide, start};
 pub use state::{CaseState, Data, Phase, Status, Timer, TimerKind};
 
 /// What a decision is made against.
@@ -58,6 +58,9 @@ pub enum Command {
     RetryStep { reason: String },
     /// An operator extends a statutory deadline.
     ExtendDeadline(Extension),
+    /// A file was uploaded for the case and stored; only its history
+    /// event is the engine's.
+    RecordMaterial(Material),
 }
 
 /// The result of a transition.

@@ -172,4 +172,6 @@ pub enum TimerKind {
         follow_up: String,
         n: u32,
     },
+    /// The end of an ended case's retention: its personal data is erased.
+    Retention,
 }

@@ -174,17 +174,25 @@ fn a_whole_application_ends_in_a_collected_permit() {
             outcome: "issued".into()
         }
     );
-    // Only the endorsement follow-up is left to run.
-    let timers: Vec<&TimerKind> = c.state.timers.values().map(|t| &t.kind).collect();
+    // Only the endorsement follow-up and the end of retention are left.
+    let mut timers: Vec<&TimerKind> = c.state.timers.values().map(|t| &t.kind).collect();
+    timers.sort_by_key(|k| matches!(k, TimerKind::Retention));
     assert!(
-        matches!(timers.as_slice(), [TimerKind::FollowUp { n: 1, .. }]),
+        matches!(
+            timers.as_slice(),
+            [TimerKind::FollowUp { n: 1, .. }, TimerKind::Retention]
+        ),
         "{timers:?}"
     );
     let kinds = c.kinds();
     assert_eq!(kinds.first(), Some(&"case_started"));
     assert_eq!(
-        &kinds[kinds.len() - 2..],
-        ["case_completed", "follow_up_scheduled"]
+        &kinds[kinds.len() - 3..],
+        [
+            "case_completed",
+            "follow_up_scheduled",
+            "retention_scheduled"
+        ]
     );
     assert_eq!(kinds.iter().filter(|k| **k == "deadline_met").count(), 2);
     assert_eq!(
@@ -421,7 +429,9 @@ fn cancelling_ends_the_case_and_clears_its_timers() {
         reason: "applicant moved away".into(),
     })
     .expect("cancel");
-    assert!(c.state.timers.is_empty());
+    // Only the end of the retention is left.
+    let kinds: Vec<&TimerKind> = c.state.timers.values().map(|t| &t.kind).collect();
+    assert_eq!(kinds, [&TimerKind::Retention]);
     assert_eq!(
         c.state.status,
         Status::Cancelled {
@@ -435,6 +445,61 @@ fn cancelling_ends_the_case_and_clears_its_timers() {
         }),
         Err(Rejection::Finished { .. })
     ));
+}
+
+#[test]
+fn personal_data_is_erased_when_the_retention_of_an_ended_case_ends() {
+    let mut c = accepted_case(shanghai(2026, 2, 10, 10));
+    c.signal("permit_ready", json!({}));
+    c.succeed("sent");
+    c.signal("permit_collected", json!({}));
+    assert!(!c.state.status.is_active());
+    let personal =
+        |c: &Case| serde_json::to_string(&(&c.state.input, &c.state.events)).unwrap_or_default();
+    assert!(personal(&c).contains("张三"));
+    let erase_at = c.history.iter().find_map(|e| match e {
+        HistoryEvent::RetentionScheduled { erase_at } => Some(*erase_at),
+        _ => None,
+    });
+    // `5years` in humantime: 5 × 365.25 days after the case ended.
+    assert_eq!(
+        erase_at,
+        Some(c.now + chrono::Duration::days(1826) + chrono::Duration::hours(6))
+    );
+    assert!(
+        c.state
+            .timers
+            .values()
+            .any(|t| matches!(t.kind, TimerKind::FollowUp { .. }))
+    );
+
+    c.advance_to(c.now + chrono::Duration::days(5 * 366));
+    let erased = c.history.iter().find_map(|e| match e {
+        HistoryEvent::PersonalDataErased { values } => Some(*values),
+        _ => None,
+    });
+    // Name, ID number, phone, service account and the bound address.
+    assert_eq!(erased, Some(5));
+    let after = personal(&c);
+    for secret in [
+        "张三",
+        "11010519491231002X",
+        "13800000000",
+        "o-applicant",
+        "泉州",
+    ] {
+        assert!(!after.contains(secret), "{secret} kept in {after}");
+    }
+    assert_eq!(c.state.input["category"], json!("employment"));
+    assert!(c.state.timers.is_empty(), "{:?}", c.state.timers);
+    // Anything that read them now reads nothing.
+    assert_eq!(
+        values::lookup(
+            &c.state,
+            &crate::definition::expr::Reference::Input("applicant_name".into())
+        ),
+        Value::Null
+    );
 }
 
 #[test]
@@ -613,7 +678,13 @@ fn check_invariants(case: &Case) {
         .count();
     assert!(terminal <= 1, "two terminal outcomes");
     if terminal == 1 {
-        assert!(case.state.timers.is_empty(), "a finished case keeps timers");
+        assert!(
+            case.state
+                .timers
+                .values()
+                .all(|t| matches!(t.kind, TimerKind::Retention | TimerKind::FollowUp { .. })),
+            "a finished case keeps step timers"
+        );
         assert!(!case.state.status.is_active());
     }
     let mut applied = std::collections::BTreeSet::new();

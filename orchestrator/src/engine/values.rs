@@ -11,18 +11,19 @@ use super::state::{CaseState, Data};
 use crate::definition::expr::{Compare, Expr, Literal, Reference};
 use crate::definition::model::Field;
 use crate::definition::template::{Piece, Template};
+use crate::privacy::marker;
 
 /// The value a reference reads from a case; `Null` when it has none yet
-/// (an optional field left out, an event not received).
+/// (an optional field left out, an event not received) or no longer (its
+/// personal data erased). A personal value reads as itself.
 pub fn lookup(state: &CaseState, reference: &Reference) -> Value {
     match reference {
-        Reference::Input(field) => state.input.get(field).cloned().unwrap_or(Value::Null),
+        Reference::Input(field) => state.input.get(field).map_or(Value::Null, marker::plain),
         Reference::Event { event, field } => state
             .events
             .get(event)
             .and_then(|e| e.data.get(field))
-            .cloned()
-            .unwrap_or(Value::Null),
+            .map_or(Value::Null, marker::plain),
         Reference::Outcome(step) => state
             .results
             .get(step)

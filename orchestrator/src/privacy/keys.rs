@@ -9,16 +9,18 @@ use serde_json::Value;
 
 use super::PrivacyError;
 
-/// The configured master keys (`ID:BASE64KEY[,…]`, newest first).
+/// The configured master keys (`ID:BASE64KEY[,…]`, newest first), or
+/// none: then only what holds no personal data can be read or written
+/// (audit verification, migrations, case lists).
 #[derive(Debug, Clone)]
 pub struct DataKeys {
-    ring: Keyring,
+    ring: Option<Keyring>,
 }
 
 impl DataKeys {
     pub fn parse(text: &str) -> Result<DataKeys, PrivacyError> {
         Keyring::parse(text)
-            .map(|ring| DataKeys { ring })
+            .map(|ring| DataKeys { ring: Some(ring) })
             .map_err(|e| PrivacyError::Keys(e.to_string()))
     }
 
@@ -26,8 +28,18 @@ impl DataKeys {
     /// too (in memory), and for tests.
     pub fn ephemeral() -> DataKeys {
         DataKeys {
-            ring: Keyring::ephemeral(),
+            ring: Some(Keyring::ephemeral()),
         }
+    }
+
+    /// No keys: anything that needs one fails with
+    /// [`PrivacyError::NotConfigured`].
+    pub fn unconfigured() -> DataKeys {
+        DataKeys { ring: None }
+    }
+
+    fn ring(&self) -> Result<&Keyring, PrivacyError> {
+        self.ring.as_ref().ok_or(PrivacyError::NotConfigured)
     }
 
     /// A new key line for configuration: `ID:BASE64KEY`.
@@ -36,21 +48,21 @@ impl DataKeys {
     }
 
     /// The id of the key new case keys are wrapped with.
-    pub fn current(&self) -> &str {
-        self.ring.current()
+    pub fn current(&self) -> Option<&str> {
+        self.ring.as_ref().map(Keyring::current)
     }
 
     /// A new case's data key, and its wrapped form for the case row.
-    pub fn new_case_key(&self, case_id: &str) -> (CaseKey, String) {
+    pub fn new_case_key(&self, case_id: &str) -> Result<(CaseKey, String), PrivacyError> {
         let key = XChaCha20Poly1305::generate_key(&mut OsRng);
-        let wrapped = self.wrap(case_id, &key);
-        (
+        let wrapped = self.wrap(case_id, &key)?;
+        Ok((
             CaseKey {
                 case_id: case_id.to_owned(),
                 key,
             },
             wrapped,
-        )
+        ))
     }
 
     /// Unwraps a case's data key from its case row.
@@ -70,7 +82,7 @@ impl DataKeys {
             data: data.to_owned(),
         };
         let bytes = self
-            .ring
+            .ring()?
             .open_bytes(&wrap_aad(case_id), &sealed)
             .map_err(|e| match e {
                 OpenError::UnknownKey(key) => PrivacyError::UnknownKey {
@@ -89,21 +101,21 @@ impl DataKeys {
     /// The case key wrapped with the newest master key; `None` when it
     /// already is.
     pub fn rewrap(&self, case_id: &str, wrapped: &str) -> Result<Option<String>, PrivacyError> {
-        if wrapped
-            .split(':')
-            .nth(1)
-            .is_some_and(|id| id == self.current())
-        {
+        let current = self.ring()?.current();
+        if wrapped.split(':').nth(1) == Some(current) {
             return Ok(None);
         }
         let key = self.open_case_key(case_id, wrapped)?;
-        Ok(Some(self.wrap(case_id, &key.key)))
+        self.wrap(case_id, &key.key).map(Some)
     }
 
-    fn wrap(&self, case_id: &str, key: &Key) -> String {
+    fn wrap(&self, case_id: &str, key: &Key) -> Result<String, PrivacyError> {
         let bytes: &[u8] = key;
-        let sealed = self.ring.seal_bytes(&wrap_aad(case_id), bytes);
-        format!("v1:{}:{}:{}", sealed.key, sealed.nonce, sealed.data)
+        let sealed = self.ring()?.seal_bytes(&wrap_aad(case_id), bytes);
+        Ok(format!(
+            "v1:{}:{}:{}",
+            sealed.key, sealed.nonce, sealed.data
+        ))
     }
 }
 
@@ -134,20 +146,8 @@ impl CaseKey {
     /// Seals `value` for `place` (the document and the value's position
     /// in it): `NONCE.CIPHERTEXT`, both base64.
     pub fn seal(&self, place: &str, value: &Value) -> String {
-        let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
-        let plain = value.to_string();
-        let aad = self.aad(place);
-        // Encryption with a valid key and nonce only fails past 256 GiB.
-        let data = XChaCha20Poly1305::new(&self.key)
-            .encrypt(
-                &nonce,
-                Payload {
-                    msg: plain.as_bytes(),
-                    aad: &aad,
-                },
-            )
-            .unwrap_or_default();
-        format!("{}.{}", STANDARD.encode(nonce), STANDARD.encode(data))
+        let (nonce, data) = self.seal_bytes(place, value.to_string().as_bytes());
+        format!("{nonce}.{}", STANDARD.encode(data))
     }
 
     /// Opens what [`CaseKey::seal`] sealed for the same place.
@@ -157,26 +157,57 @@ impl CaseKey {
             place: place.to_owned(),
         };
         let (nonce, data) = sealed.split_once('.').ok_or_else(malformed)?;
+        let data = STANDARD.decode(data).map_err(|_| malformed())?;
+        let plain = self.open_bytes(place, nonce, &data)?;
+        serde_json::from_slice(&plain).map_err(|_| malformed())
+    }
+
+    /// Seals bytes for `place` (an uploaded file): the nonce, base64, and
+    /// the ciphertext.
+    pub fn seal_bytes(&self, place: &str, plain: &[u8]) -> (String, Vec<u8>) {
+        let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
+        let aad = self.aad(place);
+        // Encryption with a valid key and nonce only fails past 256 GiB.
+        let data = XChaCha20Poly1305::new(&self.key)
+            .encrypt(
+                &nonce,
+                Payload {
+                    msg: plain,
+                    aad: &aad,
+                },
+            )
+            .unwrap_or_default();
+        (STANDARD.encode(nonce), data)
+    }
+
+    /// Opens what [`CaseKey::seal_bytes`] sealed for the same place.
+    pub fn open_bytes(
+        &self,
+        place: &str,
+        nonce: &str,
+        data: &[u8],
+    ) -> Result<Vec<u8>, PrivacyError> {
         let nonce: [u8; 24] = STANDARD
             .decode(nonce)
             .ok()
             .and_then(|n| n.try_into().ok())
-            .ok_or_else(malformed)?;
-        let data = STANDARD.decode(data).map_err(|_| malformed())?;
+            .ok_or_else(|| PrivacyError::Malformed {
+                case: self.case_id.clone(),
+                place: place.to_owned(),
+            })?;
         let aad = self.aad(place);
-        let plain = XChaCha20Poly1305::new(&self.key)
+        XChaCha20Poly1305::new(&self.key)
             .decrypt(
                 &XNonce::from(nonce),
                 Payload {
-                    msg: &data,
+                    msg: data,
                     aad: &aad,
                 },
             )
             .map_err(|_| PrivacyError::Forged {
                 case: self.case_id.clone(),
                 place: place.to_owned(),
-            })?;
-        serde_json::from_slice(&plain).map_err(|_| malformed())
+            })
     }
 
     fn aad(&self, place: &str) -> Vec<u8> {
@@ -194,7 +225,9 @@ mod tests {
         let k1 = DataKeys::generate("k1");
         let k2 = DataKeys::generate("k2");
         let before = DataKeys::parse(&k1).unwrap_or_else(|_| DataKeys::ephemeral());
-        let (key, wrapped) = before.new_case_key("case-1");
+        let Ok((key, wrapped)) = before.new_case_key("case-1") else {
+            panic!("a configured key wraps")
+        };
         let sealed = key.seal("state#/input/name", &json!("张三"));
 
         let during =
@@ -223,7 +256,15 @@ mod tests {
     #[test]
     fn keys_and_values_are_bound_to_their_case_and_place() {
         let keys = DataKeys::ephemeral();
-        let (key, wrapped) = keys.new_case_key("case-1");
+        let Ok((key, wrapped)) = keys.new_case_key("case-1") else {
+            panic!("a configured key wraps")
+        };
+        assert_eq!(
+            DataKeys::unconfigured()
+                .open_case_key("case-1", &wrapped)
+                .err(),
+            Some(PrivacyError::NotConfigured)
+        );
         assert!(matches!(
             keys.open_case_key("case-2", &wrapped),
             Err(PrivacyError::BadCaseKey { .. })

@@ -59,6 +59,25 @@ pub fn plain(value: &Value) -> Value {
     }
 }
 
+/// Whether `value` holds a personal value in clear anywhere.
+pub fn any_personal(value: &Value) -> bool {
+    any(value, &|v| personal(v).is_some())
+}
+
+/// Whether `value` holds an erased value anywhere.
+pub fn any_erased(value: &Value) -> bool {
+    any(value, &is_erased)
+}
+
+fn any(value: &Value, test: &impl Fn(&Value) -> bool) -> bool {
+    test(value)
+        || match value {
+            Value::Object(map) => map.values().any(|v| any(v, test)),
+            Value::Array(items) => items.iter().any(|v| any(v, test)),
+            _ => false,
+        }
+}
+
 /// Replaces every marked value in `value` by the erased marker; returns
 /// how many were replaced.
 pub fn erase(value: &mut Value) -> usize {

@@ -34,6 +34,10 @@ pub enum PrivacyError {
     #[error("data keys: {0}")]
     Keys(String),
     #[error(
+        "no master keys for personal data are configured: set DOCKET_DATA_KEYS or --data-keys-file (make one with `orchestrator keys generate`)"
+    )]
+    NotConfigured,
+    #[error(
         "case {case}'s data key is wrapped with master key `{key}`, which is not configured (DOCKET_DATA_KEYS)"
     )]
     UnknownKey { case: String, key: String },

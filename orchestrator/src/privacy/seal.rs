@@ -131,7 +131,9 @@ mod tests {
 
     #[test]
     fn sealed_documents_hold_no_personal_value_and_open_back() {
-        let (key, _) = DataKeys::ephemeral().new_case_key("c1");
+        let Ok((key, _)) = DataKeys::ephemeral().new_case_key("c1") else {
+            panic!("a configured key wraps")
+        };
         let mut stored = doc();
         assert_eq!(seal_markers(&mut stored, Some(&key), "c1", "state"), Ok(()));
         let text = stored.to_string();
@@ -153,7 +155,9 @@ mod tests {
 
     #[test]
     fn a_whole_field_seals_and_opens() {
-        let (key, _) = DataKeys::ephemeral().new_case_key("c1");
+        let Ok((key, _)) = DataKeys::ephemeral().new_case_key("c1") else {
+            panic!("a configured key wraps")
+        };
         let mut job = json!({"attempt_id": "c1/a/1/1", "params": {"name": "张三", "n": 1}});
         seal_field(&mut job, "params", &key, "job/c1/a/1/1");
         assert!(!job.to_string().contains("张三"));

@@ -12,7 +12,7 @@ use docket_workers::redis::{self as transport, Completion, RedisSettings};
 use docket_workers::sealing::{Keyring, Sealed};
 use futures_util::future::BoxFuture;
 use redis::aio::ConnectionManager;
-use tokio::sync::{Mutex, watch};
+use tokio::sync::{Mutex, Notify, watch};
 
 use super::dispatcher::{Transport, TransportError};
 use super::{Orchestrator, RuntimeError};
@@ -56,21 +56,28 @@ impl Transport for RedisTransport {
 }
 
 /// Consumes the completions queue until `stopped` turns true, applying
-/// each report to its case. A report that cannot be applied because the
-/// database is away is handed back to apalis to be delivered again.
+/// each report to its case and notifying `applied` (the loops, which
+/// dispatch the job the report scheduled). A report that cannot be
+/// applied because the database is away is handed back to apalis to be
+/// delivered again.
 pub async fn consume_completions<S: Store>(
     orch: Arc<Orchestrator<S>>,
     conn: ConnectionManager,
     settings: RedisSettings,
     name: String,
     stopped: watch::Receiver<bool>,
+    applied: Arc<Notify>,
 ) -> Result<(), BoxDynError> {
     let apply = Arc::new(
         move |c: Completion| -> BoxFuture<'static, Result<(), BoxDynError>> {
             let orch = Arc::clone(&orch);
+            let applied = Arc::clone(&applied);
             Box::pin(async move {
                 match orch.complete(&c.attempt_id, c.outcome).await {
-                    Ok(_) => Ok(()),
+                    Ok(_) => {
+                        applied.notify_one();
+                        Ok(())
+                    }
                     Err(
                         e @ (RuntimeError::UnknownCase(_)
                         | RuntimeError::BadAttemptId(_)

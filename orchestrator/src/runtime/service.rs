@@ -8,7 +8,7 @@ use std::time::Duration;
 use docket_workers::contract::Outcome;
 use docket_workers::pool::Reporter;
 use futures_util::future::BoxFuture;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Notify, mpsc, watch};
 
 use super::clock::Clock;
 use super::dispatcher::{Transport, dispatch_once};
@@ -122,12 +122,16 @@ async fn apply_completion<S: Store>(
 
 /// Runs the loops until `shutdown` turns true. A failing round (the
 /// database away for a moment) is logged and retried after `poll`.
+/// `wake` cuts an idle wait short: whoever changes a case outside the
+/// loop (the Redis completions consumer) notifies it, so the job the
+/// change scheduled is dispatched at once rather than at the next poll.
 pub async fn run<S: Store>(
     orch: Arc<Orchestrator<S>>,
     transport: Arc<dyn Transport>,
     mut completions: mpsc::UnboundedReceiver<Completion>,
     mut shutdown: watch::Receiver<bool>,
     settings: Settings,
+    wake: Arc<Notify>,
 ) {
     let mut synced: Option<tokio::time::Instant> = None;
     loop {
@@ -155,6 +159,7 @@ pub async fn run<S: Store>(
             tokio::select! {
                 _ = shutdown.changed() => {}
                 _ = tokio::time::sleep(settings.poll) => {}
+                _ = wake.notified() => {}
                 Some((attempt_id, outcome)) = completions.recv() => {
                     if let Err(e) = apply_completion(&orch, &attempt_id, outcome).await {
                         tracing::error!(attempt = %attempt_id, error = %e, "completion could not be applied now; its attempt timer will retry it");

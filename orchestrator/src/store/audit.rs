@@ -3,14 +3,16 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::io::Write;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use serde_json::Value;
 use sqlx::FromRow;
 
 use super::StoreError;
 use super::postgres::PgStore;
 use super::sqlite::SqliteStore;
+use crate::audit::Problem;
 use crate::audit::chain::{Entry, GENESIS, checkpoint_hash, stored_time};
 use crate::audit::verify::{CaseHistory, StoredCheckpoint, StoredEvent};
 
@@ -24,6 +26,39 @@ pub struct ExportedEvent {
     pub kind: String,
     pub payload: Value,
     pub hash: Option<String>,
+}
+
+/// The instants `[start, end)` of the UTC days `from` to `to`, both
+/// included: what an export of those days covers. `None` when `to` is
+/// before `from` (or is the last day chrono knows).
+pub fn export_period(from: NaiveDate, to: NaiveDate) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+    if to < from {
+        return None;
+    }
+    let start = from.and_time(NaiveTime::MIN).and_utc();
+    let end = to.succ_opt()?.and_time(NaiveTime::MIN).and_utc();
+    Some((start, end))
+}
+
+/// Writes `events` as JSON Lines, one event a line: the export format of
+/// `orchestrator audit export` and `GET /audit/export`.
+pub fn write_lines(events: &[ExportedEvent], sink: &mut impl Write) -> std::io::Result<()> {
+    for event in events {
+        serde_json::to_writer(&mut *sink, event)?;
+        sink.write_all(b"\n")?;
+    }
+    Ok(())
+}
+
+/// What a verification checked and what it found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verification {
+    pub cases_checked: usize,
+    pub events_checked: usize,
+    /// Empty when the history is as written.
+    pub problems: Vec<Problem>,
+    /// The newest checkpoint: the hash an auditor archives.
+    pub latest_checkpoint: Option<StoredCheckpoint>,
 }
 
 /// A checkpoint just written.
@@ -305,12 +340,57 @@ audit_store!(
 pub async fn verify<S: AuditStore>(
     store: &S,
     case_id: Option<&str>,
-) -> Result<Vec<crate::audit::Problem>, StoreError> {
+) -> Result<Vec<Problem>, StoreError> {
+    Ok(verification(store, case_id).await?.problems)
+}
+
+/// [`verify`], with what was checked and the latest checkpoint.
+pub async fn verification<S: AuditStore>(
+    store: &S,
+    case_id: Option<&str>,
+) -> Result<Verification, StoreError> {
     let cases = store.audit_cases(case_id).await?;
-    let checkpoints = store.checkpoints().await?;
-    Ok(crate::audit::verify(
-        &cases,
-        &checkpoints,
-        case_id.is_none(),
-    ))
+    let mut checkpoints = store.checkpoints().await?;
+    let problems = crate::audit::verify(&cases, &checkpoints, case_id.is_none());
+    Ok(Verification {
+        cases_checked: cases.len(),
+        events_checked: cases.iter().map(|c| c.events.len()).sum(),
+        problems,
+        latest_checkpoint: checkpoints.pop(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_export_covers_whole_days_in_order() {
+        let day = |d: &str| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok();
+        let (Some(from), Some(to)) = (day("2026-03-01"), day("2026-03-02")) else {
+            panic!("dates");
+        };
+        let (start, end) = export_period(from, to).unwrap_or_default();
+        assert_eq!(start.to_rfc3339(), "2026-03-01T00:00:00+00:00");
+        assert_eq!(end.to_rfc3339(), "2026-03-03T00:00:00+00:00");
+        assert_eq!(export_period(to, from), None);
+    }
+
+    #[test]
+    fn each_event_is_one_line() {
+        let event = ExportedEvent {
+            case_id: "c".into(),
+            seq: 1,
+            at: DateTime::from_timestamp(1_780_000_000, 0).unwrap_or_default(),
+            actor: "a".into(),
+            kind: "k".into(),
+            payload: serde_json::json!({"text": "two\nlines"}),
+            hash: None,
+        };
+        let mut out = Vec::new();
+        assert!(write_lines(&[event.clone(), event], &mut out).is_ok());
+        let text = String::from_utf8(out).unwrap_or_default();
+        assert_eq!(text.lines().count(), 2, "{text}");
+        assert!(text.ends_with('\n'));
+    }
 }

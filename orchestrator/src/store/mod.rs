@@ -20,6 +20,8 @@ use crate::engine::{CaseState, Decision, HistoryEvent, Job, Rejection};
 
 pub mod api;
 pub mod audit;
+pub mod keys;
+pub mod materials;
 pub mod postgres;
 mod rows;
 pub mod schedules;
@@ -133,6 +135,8 @@ pub enum StoreError {
     VersionConflict { name: String, version: u32 },
     #[error(transparent)]
     Rejected(#[from] Rejection),
+    #[error(transparent)]
+    Privacy(#[from] crate::privacy::PrivacyError),
     /// A stored value could not be read back: named so an operator can
     /// find the row, and never fatal to the process.
     #[error("stored {what} could not be read")]

@@ -4,6 +4,7 @@
 //! the timer loop skips a case another process holds (`SKIP LOCKED`)
 //! instead of queueing behind it.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -24,16 +25,17 @@ use super::{
     StoreError, Updated, sql,
 };
 use crate::engine::{Decision, Job, Rejection, TimerKind};
+use crate::privacy::{CaseKey, DataKeys};
 
 static MIGRATOR: Migrator = sqlx::migrate!("../migrations/postgres");
 
 const LOCK_CASE: &str = "\
-    SELECT definition_id, CAST(state AS TEXT) AS state, next_seq, history_head FROM cases \
-    WHERE id = $1 FOR UPDATE";
+    SELECT definition_id, CAST(state AS TEXT) AS state, data_key, next_seq, history_head \
+    FROM cases WHERE id = $1 FOR UPDATE";
 
 const LOCK_CASE_OR_SKIP: &str = "\
-    SELECT definition_id, CAST(state AS TEXT) AS state, next_seq, history_head FROM cases \
-    WHERE id = $1 FOR UPDATE SKIP LOCKED";
+    SELECT definition_id, CAST(state AS TEXT) AS state, data_key, next_seq, history_head \
+    FROM cases WHERE id = $1 FOR UPDATE SKIP LOCKED";
 
 const CASE_EXISTS: &str = "SELECT EXISTS (SELECT 1 FROM cases WHERE id = $1)";
 
@@ -50,11 +52,28 @@ const RETIRE_OTHER_SCHEDULES: &str = "\
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: PgPool,
+    keys: Arc<DataKeys>,
 }
 
 impl PgStore {
+    /// A store on `pool` that can read and write no personal data until
+    /// given the master keys with [`PgStore::with_data_keys`].
     pub fn new(pool: PgPool) -> Self {
-        PgStore { pool }
+        PgStore {
+            pool,
+            keys: Arc::new(DataKeys::unconfigured()),
+        }
+    }
+
+    /// Seals and opens personal data with `keys`.
+    pub fn with_data_keys(mut self, keys: DataKeys) -> Self {
+        self.keys = Arc::new(keys);
+        self
+    }
+
+    /// The master keys this store wraps case keys with.
+    pub fn data_keys(&self) -> &DataKeys {
+        &self.keys
     }
 
     /// Connects to `url` (`postgres://…`). Waiting for a connection is
@@ -110,7 +129,13 @@ async fn write(
             .await?;
     }
     for job in &w.jobs {
-        enqueue_job(conn, JobOwner::Case(w.case_id), job, now).await?;
+        enqueue_job(conn, JobOwner::Case(w.case_id), job, w.key, now).await?;
+    }
+    if w.erases {
+        sqlx::query(sql::ERASE_CASE_KEY)
+            .bind(w.case_id)
+            .execute(&mut *conn)
+            .await?;
     }
     for attempt_id in &w.finished {
         sqlx::query(sql::FINISH_ATTEMPT)
@@ -151,6 +176,7 @@ async fn enqueue_job(
     conn: &mut PgConnection,
     owner: JobOwner<'_>,
     job: &Job,
+    key: Option<&CaseKey>,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     let insert = match owner {
@@ -172,7 +198,7 @@ async fn enqueue_job(
         sqlx::query(sql::INSERT_OUTBOX)
             .bind(&job.attempt_id)
             .bind(&job.queue)
-            .bind(Json(job))
+            .bind(Json(write::stored_job(job, key)))
             .bind(now)
             .execute(&mut *conn)
             .await?;
@@ -247,7 +273,8 @@ impl Store for PgStore {
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let case_id = decision.state.id.as_str();
-        let w = Write::new(case_id, decision, None, 1);
+        let (key, wrapped) = self.keys.new_case_key(case_id)?;
+        let w = Write::new(case_id, decision, None, 1, Some(&key));
         let mut tx = self.pool.begin().await?;
         sqlx::query(sql::INSERT_CASE)
             .bind(case_id)
@@ -255,9 +282,10 @@ impl Store for PgStore {
             .bind(w.status)
             .bind(w.outcome)
             .bind(&w.state.step)
-            .bind(Json(w.state))
+            .bind(Json(w.stored_state()?))
             .bind(w.next_seq)
             .bind(now)
+            .bind(wrapped)
             .execute(&mut *tx)
             .await?;
         write(&mut tx, &w, None, actor, now).await?;
@@ -295,20 +323,41 @@ impl Store for PgStore {
                 _ => Err(StoreError::UnknownCase(case_id.to_owned())),
             };
         };
-        let record = row.to_record(case_id)?;
+        let key = row.case_key(case_id, &self.keys)?;
+        let record = row.to_record(case_id, key.as_ref())?;
         // A rejection returns here: the transaction rolls back, writing nothing.
         let decision = decide(&record)?;
         if write::unchanged(&decision, &record.state) {
             tx.rollback().await?;
             return Ok(Updated::Unchanged);
         }
-        let w = Write::new(case_id, &decision, Some(&record.state), row.next_seq);
+        // A case begun before the database kept keys gets its first one
+        // when it first has personal data to store.
+        let key = match key {
+            None if write::needs_first_key(&decision, &record.state) => {
+                let (key, wrapped) = self.keys.new_case_key(case_id)?;
+                sqlx::query(sql::SET_CASE_KEY)
+                    .bind(case_id)
+                    .bind(wrapped)
+                    .execute(&mut *tx)
+                    .await?;
+                Some(key)
+            }
+            key => key,
+        };
+        let w = Write::new(
+            case_id,
+            &decision,
+            Some(&record.state),
+            row.next_seq,
+            key.as_ref(),
+        );
         sqlx::query(sql::UPDATE_CASE)
             .bind(case_id)
             .bind(w.status)
             .bind(w.outcome)
             .bind(&w.state.step)
-            .bind(Json(w.state))
+            .bind(Json(w.stored_state()?))
             .bind(w.next_seq)
             .bind(now)
             .execute(&mut *tx)
@@ -323,7 +372,9 @@ impl Store for PgStore {
             .bind(case_id)
             .fetch_optional(&self.pool)
             .await?;
-        row.map(|r| r.to_record(case_id)).transpose()
+        let Some(row) = row else { return Ok(None) };
+        let key = row.case_key(case_id, &self.keys)?;
+        row.to_record(case_id, key.as_ref()).map(Some)
     }
 
     async fn cases(&self, filter: &CaseFilter) -> Result<Vec<CaseSummary>, StoreError> {
@@ -340,11 +391,18 @@ impl Store for PgStore {
     }
 
     async fn history(&self, case_id: &str) -> Result<Vec<HistoryRecord>, StoreError> {
+        let wrapped: Option<Option<String>> = sqlx::query_scalar(sql::CASE_KEY)
+            .bind(case_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        let key = rows::case_key(case_id, wrapped.flatten().as_deref(), &self.keys)?;
         let rows: Vec<HistoryRow> = sqlx::query_as(sql::HISTORY)
             .bind(case_id)
             .fetch_all(&self.pool)
             .await?;
-        rows.into_iter().map(|r| r.into_record(case_id)).collect()
+        rows.into_iter()
+            .map(|r| r.into_record(case_id, key.as_ref()))
+            .collect()
     }
 
     async fn due_timers(
@@ -387,7 +445,7 @@ impl Store for PgStore {
                     .await?
             }
         };
-        Ok(rows::readable_jobs(rows))
+        Ok(rows::readable_jobs(rows, &self.keys))
     }
 
     async fn mark_dispatched(&self, outbox_id: i64, now: DateTime<Utc>) -> Result<(), StoreError> {
@@ -398,7 +456,7 @@ impl Store for PgStore {
             .await?;
         // Withdrawn: its attempt settled before it was dispatched.
         let Some(row) = row else { return Ok(()) };
-        let job = row.into_record()?.job;
+        let job = row.into_record(&self.keys)?.job;
         sqlx::query(sql::MARK_OUTBOX_DISPATCHED)
             .bind(outbox_id)
             .bind(now)
@@ -548,7 +606,7 @@ impl Store for PgStore {
                 .fetch_optional(&mut *tx)
                 .await?;
             if let (Some(id), Some(job)) = (firing_id, &firing.job) {
-                enqueue_job(&mut tx, JobOwner::Firing(id), job, now).await?;
+                enqueue_job(&mut tx, JobOwner::Firing(id), job, None, now).await?;
             }
         }
         tx.commit().await?;
@@ -617,7 +675,7 @@ impl Store for PgStore {
                 .await?;
         }
         if let Some(job) = next {
-            enqueue_job(&mut tx, JobOwner::Firing(update.id), job, now).await?;
+            enqueue_job(&mut tx, JobOwner::Firing(update.id), job, None, now).await?;
         }
         tx.commit().await?;
         Ok(true)

@@ -10,6 +10,7 @@ use super::{
     CaseRecord, CaseSummary, DefinitionRecord, DueTimer, HistoryRecord, OutboxRecord, StoreError,
 };
 use crate::engine::{CaseState, Job};
+use crate::privacy::{CaseKey, DataKeys};
 
 /// Decodes a stored JSON document; `what` names it for an operator.
 pub(super) fn decode<T: DeserializeOwned>(
@@ -20,6 +21,33 @@ pub(super) fn decode<T: DeserializeOwned>(
         what: what(),
         source,
     })
+}
+
+/// Decodes a stored document and opens its sealed personal values.
+fn open<T: DeserializeOwned>(
+    json: &str,
+    key: Option<&CaseKey>,
+    document: &str,
+    what: impl Fn() -> String,
+) -> Result<T, StoreError> {
+    let mut value: serde_json::Value = decode(json, &what)?;
+    crate::privacy::seal::open_sealed(&mut value, key, document)?;
+    serde_json::from_value(value).map_err(|source| StoreError::Corrupt {
+        what: what(),
+        source,
+    })
+}
+
+/// A case's data key, unwrapped; `None` once erased.
+pub(super) fn case_key(
+    case_id: &str,
+    wrapped: Option<&str>,
+    keys: &DataKeys,
+) -> Result<Option<CaseKey>, StoreError> {
+    wrapped
+        .map(|w| keys.open_case_key(case_id, w))
+        .transpose()
+        .map_err(StoreError::from)
 }
 
 /// A workflow version as stored (`BIGINT`, checked to fit a `u32`).
@@ -54,6 +82,8 @@ impl DefinitionRow {
 pub(super) struct CaseRow {
     definition_id: i64,
     state: String,
+    /// The case's data key, wrapped; gone once its personal data is erased.
+    data_key: Option<String>,
     /// The seq the case's next history event gets.
     pub(super) next_seq: i64,
     /// The hash of the case's last history event.
@@ -61,10 +91,26 @@ pub(super) struct CaseRow {
 }
 
 impl CaseRow {
-    pub(super) fn to_record(&self, case_id: &str) -> Result<CaseRecord, StoreError> {
+    /// The case's data key; `None` once erased.
+    pub(super) fn case_key(
+        &self,
+        case_id: &str,
+        keys: &DataKeys,
+    ) -> Result<Option<CaseKey>, StoreError> {
+        case_key(case_id, self.data_key.as_deref(), keys)
+    }
+
+    /// The case with its personal data opened with `key`.
+    pub(super) fn to_record(
+        &self,
+        case_id: &str,
+        key: Option<&CaseKey>,
+    ) -> Result<CaseRecord, StoreError> {
         Ok(CaseRecord {
             definition_id: self.definition_id,
-            state: decode(&self.state, || format!("state of case {case_id}"))?,
+            state: open(&self.state, key, "state", || {
+                format!("state of case {case_id}")
+            })?,
         })
     }
 }
@@ -105,8 +151,12 @@ pub(super) struct HistoryRow {
 }
 
 impl HistoryRow {
-    pub(super) fn into_record(self, case_id: &str) -> Result<HistoryRecord, StoreError> {
-        let event = decode(&self.payload, || {
+    pub(super) fn into_record(
+        self,
+        case_id: &str,
+        key: Option<&CaseKey>,
+    ) -> Result<HistoryRecord, StoreError> {
+        let event = open(&self.payload, key, &format!("history/{}", self.seq), || {
             format!("history event {case_id}#{}", self.seq)
         })?;
         Ok(HistoryRecord {
@@ -124,11 +174,30 @@ pub(super) struct OutboxRow {
     id: i64,
     job: String,
     created_at: DateTime<Utc>,
+    /// The data key of the job's case; none for a schedule's job.
+    data_key: Option<String>,
+    case_id: Option<String>,
 }
 
 impl OutboxRow {
-    pub(super) fn into_record(self) -> Result<OutboxRecord, StoreError> {
-        let job: Job = decode(&self.job, || format!("outbox job {}", self.id))?;
+    /// The job with its parameters opened.
+    pub(super) fn into_record(self, keys: &DataKeys) -> Result<OutboxRecord, StoreError> {
+        let key = match &self.case_id {
+            Some(case_id) => case_key(case_id, self.data_key.as_deref(), keys)?,
+            None => None,
+        };
+        let what = || format!("outbox job {}", self.id);
+        let mut job: serde_json::Value = decode(&self.job, what)?;
+        let attempt = job
+            .get("attempt_id")
+            .and_then(|a| a.as_str())
+            .unwrap_or_default();
+        let document = format!("job/{attempt}");
+        crate::privacy::seal::open_sealed(&mut job, key.as_ref(), &document)?;
+        let job: Job = serde_json::from_value(job).map_err(|source| StoreError::Corrupt {
+            what: what(),
+            source,
+        })?;
         Ok(OutboxRecord {
             id: self.id,
             job,
@@ -140,9 +209,9 @@ impl OutboxRow {
 /// The waiting jobs that can be read. A job that cannot is logged and
 /// left in the outbox for an operator: one bad row must not stop every
 /// other job from being dispatched.
-pub(super) fn readable_jobs(rows: Vec<OutboxRow>) -> Vec<OutboxRecord> {
+pub(super) fn readable_jobs(rows: Vec<OutboxRow>, keys: &DataKeys) -> Vec<OutboxRecord> {
     rows.into_iter()
-        .filter_map(|row| match row.into_record() {
+        .filter_map(|row| match row.into_record(keys) {
             Ok(record) => Some(record),
             Err(e) => {
                 let cause = std::error::Error::source(&e).map(ToString::to_string);

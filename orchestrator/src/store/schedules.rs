@@ -162,6 +162,8 @@ pub struct FiringUpdate {
 /// The active cases of a workflow, for a sweep.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ActiveCases {
+    /// As stored: personal values stay sealed, since a sweep reads only
+    /// ids and deadlines.
     pub states: Vec<CaseState>,
     /// Cases whose stored state could not be read: named so the firing can
     /// say it could not look at them, rather than leaving them out unseen.

@@ -30,13 +30,21 @@ pub(super) const LATEST_DEFINITION: &str = "\
 // --- cases --------------------------------------------------------------
 
 pub(super) const CASE: &str = "\
-    SELECT definition_id, CAST(state AS TEXT) AS state, next_seq, history_head FROM cases \
-    WHERE id = $1";
+    SELECT definition_id, CAST(state AS TEXT) AS state, data_key, next_seq, history_head \
+    FROM cases WHERE id = $1";
+
+pub(super) const CASE_KEY: &str = "SELECT data_key FROM cases WHERE id = $1";
+
+pub(super) const SET_CASE_KEY: &str = "UPDATE cases SET data_key = $2 WHERE id = $1";
+
+/// Erasure: without its key, none of the case's sealed values opens again.
+pub(super) const ERASE_CASE_KEY: &str = "UPDATE cases SET data_key = NULL WHERE id = $1";
 
 pub(super) const INSERT_CASE: &str = "\
     INSERT INTO cases \
-    (id, definition_id, status, outcome, current_step, state, next_seq, created_at, updated_at) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)";
+    (id, definition_id, status, outcome, current_step, state, next_seq, created_at, updated_at, \
+    data_key) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9)";
 
 pub(super) const UPDATE_CASE: &str = "\
     UPDATE cases SET status = $2, outcome = $3, current_step = $4, state = $5, \
@@ -106,16 +114,25 @@ pub(super) const FINISH_ATTEMPT: &str = "\
 pub(super) const WITHDRAW_WAITING_JOB: &str = "\
     DELETE FROM outbox WHERE attempt_id = $1 AND dispatched_at IS NULL";
 
-pub(super) const WAITING_JOBS: &str = "\
-    SELECT id, CAST(job AS TEXT) AS job, created_at FROM outbox \
-    WHERE dispatched_at IS NULL ORDER BY id LIMIT $1";
+/// Outbox rows with the data key of their case, if they have one.
+macro_rules! outbox_select {
+    ($where:literal) => {
+        concat!(
+            "SELECT o.id, CAST(o.job AS TEXT) AS job, o.created_at, a.case_id, c.data_key \
+             FROM outbox o JOIN attempts a ON a.id = o.attempt_id \
+             LEFT JOIN cases c ON c.id = a.case_id ",
+            $where
+        )
+    };
+}
 
-pub(super) const WAITING_JOBS_IN_QUEUE: &str = "\
-    SELECT id, CAST(job AS TEXT) AS job, created_at FROM outbox \
-    WHERE dispatched_at IS NULL AND queue = $1 ORDER BY id LIMIT $2";
+pub(super) const WAITING_JOBS: &str =
+    outbox_select!("WHERE o.dispatched_at IS NULL ORDER BY o.id LIMIT $1");
 
-pub(super) const OUTBOX_JOB: &str = "\
-    SELECT id, CAST(job AS TEXT) AS job, created_at FROM outbox WHERE id = $1";
+pub(super) const WAITING_JOBS_IN_QUEUE: &str =
+    outbox_select!("WHERE o.dispatched_at IS NULL AND o.queue = $1 ORDER BY o.id LIMIT $2");
+
+pub(super) const OUTBOX_JOB: &str = outbox_select!("WHERE o.id = $1");
 
 pub(super) const MARK_OUTBOX_DISPATCHED: &str = "\
     UPDATE outbox SET dispatched_at = $2 WHERE id = $1";

@@ -8,6 +8,7 @@
 //! [`Lock::SkipLocked`] behaves like [`Lock::Wait`].
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -30,6 +31,7 @@ use super::{
     StoreError, Updated, sql,
 };
 use crate::engine::{Decision, Job, Rejection, TimerKind};
+use crate::privacy::{CaseKey, DataKeys};
 
 static MIGRATOR: Migrator = sqlx::migrate!("../migrations/sqlite");
 
@@ -60,6 +62,7 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    keys: Arc<DataKeys>,
 }
 
 impl SqliteStore {
@@ -76,16 +79,25 @@ impl SqliteStore {
             options
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal),
+            DataKeys::unconfigured(),
         )
         .await
     }
 
-    /// A private database in memory, gone when the store is dropped.
+    /// A private database in memory, gone when the store is dropped; its
+    /// personal data is sealed under keys that are gone with it.
     pub async fn in_memory() -> Result<Self, StoreError> {
-        SqliteStore::with_options(SqliteConnectOptions::from_str("sqlite::memory:")?).await
+        SqliteStore::with_options(
+            SqliteConnectOptions::from_str("sqlite::memory:")?,
+            DataKeys::ephemeral(),
+        )
+        .await
     }
 
-    async fn with_options(options: SqliteConnectOptions) -> Result<Self, StoreError> {
+    async fn with_options(
+        options: SqliteConnectOptions,
+        keys: DataKeys,
+    ) -> Result<Self, StoreError> {
         let options = options.busy_timeout(BUSY_TIMEOUT).foreign_keys(true);
         let pool = SqlitePoolOptions::new()
             .max_connections(1)
@@ -94,7 +106,22 @@ impl SqliteStore {
             .max_lifetime(None)
             .connect_with(options)
             .await?;
-        Ok(SqliteStore { pool })
+        Ok(SqliteStore {
+            pool,
+            keys: Arc::new(keys),
+        })
+    }
+
+    /// Seals and opens personal data with `keys`: a database file opened
+    /// without them can read and write no personal data.
+    pub fn with_data_keys(mut self, keys: DataKeys) -> Self {
+        self.keys = Arc::new(keys);
+        self
+    }
+
+    /// The master keys this store wraps case keys with.
+    pub fn data_keys(&self) -> &DataKeys {
+        &self.keys
     }
 
     /// A write transaction, holding the database's write lock from the
@@ -146,7 +173,13 @@ async fn write(
             .await?;
     }
     for job in &w.jobs {
-        enqueue_job(conn, JobOwner::Case(w.case_id), job, now).await?;
+        enqueue_job(conn, JobOwner::Case(w.case_id), job, w.key, now).await?;
+    }
+    if w.erases {
+        sqlx::query(sql::ERASE_CASE_KEY)
+            .bind(w.case_id)
+            .execute(&mut *conn)
+            .await?;
     }
     for attempt_id in &w.finished {
         sqlx::query(sql::FINISH_ATTEMPT)
@@ -187,6 +220,7 @@ async fn enqueue_job(
     conn: &mut SqliteConnection,
     owner: JobOwner<'_>,
     job: &Job,
+    key: Option<&CaseKey>,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     let insert = match owner {
@@ -208,7 +242,7 @@ async fn enqueue_job(
         sqlx::query(sql::INSERT_OUTBOX)
             .bind(&job.attempt_id)
             .bind(&job.queue)
-            .bind(Json(job))
+            .bind(Json(write::stored_job(job, key)))
             .bind(now)
             .execute(&mut *conn)
             .await?;
@@ -297,7 +331,8 @@ impl Store for SqliteStore {
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let case_id = decision.state.id.as_str();
-        let w = Write::new(case_id, decision, None, 1);
+        let (key, wrapped) = self.keys.new_case_key(case_id)?;
+        let w = Write::new(case_id, decision, None, 1, Some(&key));
         let mut tx = self.begin().await?;
         sqlx::query(sql::INSERT_CASE)
             .bind(case_id)
@@ -305,9 +340,10 @@ impl Store for SqliteStore {
             .bind(w.status)
             .bind(w.outcome)
             .bind(&w.state.step)
-            .bind(Json(w.state))
+            .bind(Json(w.stored_state()?))
             .bind(w.next_seq)
             .bind(now)
+            .bind(wrapped)
             .execute(&mut *tx)
             .await?;
         write(&mut tx, &w, None, actor, now).await?;
@@ -334,20 +370,41 @@ impl Store for SqliteStore {
         let Some(row) = row else {
             return Err(StoreError::UnknownCase(case_id.to_owned()));
         };
-        let record = row.to_record(case_id)?;
+        let key = row.case_key(case_id, &self.keys)?;
+        let record = row.to_record(case_id, key.as_ref())?;
         // A rejection returns here: the transaction rolls back, writing nothing.
         let decision = decide(&record)?;
         if write::unchanged(&decision, &record.state) {
             tx.rollback().await?;
             return Ok(Updated::Unchanged);
         }
-        let w = Write::new(case_id, &decision, Some(&record.state), row.next_seq);
+        // A case begun before the database kept keys gets its first one
+        // when it first has personal data to store.
+        let key = match key {
+            None if write::needs_first_key(&decision, &record.state) => {
+                let (key, wrapped) = self.keys.new_case_key(case_id)?;
+                sqlx::query(sql::SET_CASE_KEY)
+                    .bind(case_id)
+                    .bind(wrapped)
+                    .execute(&mut *tx)
+                    .await?;
+                Some(key)
+            }
+            key => key,
+        };
+        let w = Write::new(
+            case_id,
+            &decision,
+            Some(&record.state),
+            row.next_seq,
+            key.as_ref(),
+        );
         sqlx::query(sql::UPDATE_CASE)
             .bind(case_id)
             .bind(w.status)
             .bind(w.outcome)
             .bind(&w.state.step)
-            .bind(Json(w.state))
+            .bind(Json(w.stored_state()?))
             .bind(w.next_seq)
             .bind(now)
             .execute(&mut *tx)
@@ -362,7 +419,9 @@ impl Store for SqliteStore {
             .bind(case_id)
             .fetch_optional(&self.pool)
             .await?;
-        row.map(|r| r.to_record(case_id)).transpose()
+        let Some(row) = row else { return Ok(None) };
+        let key = row.case_key(case_id, &self.keys)?;
+        row.to_record(case_id, key.as_ref()).map(Some)
     }
 
     async fn cases(&self, filter: &CaseFilter) -> Result<Vec<CaseSummary>, StoreError> {
@@ -379,11 +438,18 @@ impl Store for SqliteStore {
     }
 
     async fn history(&self, case_id: &str) -> Result<Vec<HistoryRecord>, StoreError> {
+        let wrapped: Option<Option<String>> = sqlx::query_scalar(sql::CASE_KEY)
+            .bind(case_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        let key = rows::case_key(case_id, wrapped.flatten().as_deref(), &self.keys)?;
         let rows: Vec<HistoryRow> = sqlx::query_as(sql::HISTORY)
             .bind(case_id)
             .fetch_all(&self.pool)
             .await?;
-        rows.into_iter().map(|r| r.into_record(case_id)).collect()
+        rows.into_iter()
+            .map(|r| r.into_record(case_id, key.as_ref()))
+            .collect()
     }
 
     async fn due_timers(
@@ -426,7 +492,7 @@ impl Store for SqliteStore {
                     .await?
             }
         };
-        Ok(rows::readable_jobs(rows))
+        Ok(rows::readable_jobs(rows, &self.keys))
     }
 
     async fn mark_dispatched(&self, outbox_id: i64, now: DateTime<Utc>) -> Result<(), StoreError> {
@@ -437,7 +503,7 @@ impl Store for SqliteStore {
             .await?;
         // Withdrawn: its attempt settled before it was dispatched.
         let Some(row) = row else { return Ok(()) };
-        let job = row.into_record()?.job;
+        let job = row.into_record(&self.keys)?.job;
         sqlx::query(sql::MARK_OUTBOX_DISPATCHED)
             .bind(outbox_id)
             .bind(now)
@@ -587,7 +653,7 @@ impl Store for SqliteStore {
                 .fetch_optional(&mut *tx)
                 .await?;
             if let (Some(id), Some(job)) = (firing_id, &firing.job) {
-                enqueue_job(&mut tx, JobOwner::Firing(id), job, now).await?;
+                enqueue_job(&mut tx, JobOwner::Firing(id), job, None, now).await?;
             }
         }
         tx.commit().await?;
@@ -656,7 +722,7 @@ impl Store for SqliteStore {
                 .await?;
         }
         if let Some(job) = next {
-            enqueue_job(&mut tx, JobOwner::Firing(update.id), job, now).await?;
+            enqueue_job(&mut tx, JobOwner::Firing(update.id), job, None, now).await?;
         }
         tx.commit().await?;
         Ok(true)

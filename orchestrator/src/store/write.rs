@@ -7,6 +7,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use super::{StoreError, finished_attempts, status_columns};
 use crate::audit::chain::{EventContent, GENESIS, event_hash, stored_time};
 use crate::engine::{CaseState, Decision, Effect, HistoryEvent, Job, Timer};
+use crate::privacy::{CaseKey, marker, seal};
 
 /// The rows one decision writes for one case.
 #[derive(Debug)]
@@ -25,6 +26,12 @@ pub(super) struct Write<'a> {
     /// rows for timers not listed here are deleted (a fired timer leaves
     /// the state without a `CancelTimer` effect).
     pub(super) timers: Vec<TimerWrite<'a>>,
+    /// The case's data key, which seals its personal values; none once
+    /// they are erased.
+    pub(super) key: Option<&'a CaseKey>,
+    /// Whether this decision erases the case's personal data: its key is
+    /// then thrown away.
+    pub(super) erases: bool,
 }
 
 /// Whose job an attempt is: a case's step, or a schedule's firing.
@@ -67,6 +74,7 @@ impl<'a> Write<'a> {
         decision: &'a Decision,
         previous: Option<&CaseState>,
         next_seq: i64,
+        key: Option<&'a CaseKey>,
     ) -> Self {
         let (status, outcome) = status_columns(&decision.state);
         let events: Vec<(i64, &HistoryEvent)> = (next_seq..).zip(&decision.history).collect();
@@ -96,7 +104,22 @@ impl<'a> Write<'a> {
                 .collect(),
             finished: finished_attempts(decision).collect(),
             timers,
+            key,
+            erases: decision
+                .history
+                .iter()
+                .any(|e| matches!(e, HistoryEvent::PersonalDataErased { .. })),
         }
+    }
+
+    /// The new state as stored: its personal values sealed.
+    pub(super) fn stored_state(&self) -> Result<serde_json::Value, StoreError> {
+        let mut state = serde_json::to_value(self.state).map_err(|source| StoreError::Corrupt {
+            what: format!("state of case {}", self.case_id),
+            source,
+        })?;
+        seal::seal_markers(&mut state, self.key, self.case_id, "state")?;
+        Ok(state)
     }
 
     /// The decision's history rows, each with its hash chained from
@@ -111,10 +134,19 @@ impl<'a> Write<'a> {
         let mut head = previous.unwrap_or(GENESIS).to_owned();
         let mut rows = Vec::with_capacity(self.events.len());
         for (seq, event) in &self.events {
-            let payload = serde_json::to_value(event).map_err(|source| StoreError::Corrupt {
-                what: format!("event {seq} of case {}", self.case_id),
-                source,
-            })?;
+            let mut payload =
+                serde_json::to_value(event).map_err(|source| StoreError::Corrupt {
+                    what: format!("event {seq} of case {}", self.case_id),
+                    source,
+                })?;
+            // The chain covers the ciphertext, so erasing the key later
+            // leaves every hash as it was.
+            seal::seal_markers(
+                &mut payload,
+                self.key,
+                self.case_id,
+                &format!("history/{seq}"),
+            )?;
             let hash = event_hash(
                 &head,
                 &EventContent {
@@ -143,11 +175,38 @@ impl<'a> Write<'a> {
     }
 }
 
+/// Whether a case without a data key needs one for `decision`: it has
+/// personal data to store and was never erased — a case begun before its
+/// database kept keys.
+pub(super) fn needs_first_key(decision: &Decision, previous: &CaseState) -> bool {
+    let json = |v: Result<serde_json::Value, serde_json::Error>| v.unwrap_or_default();
+    let to_store = marker::any_personal(&json(serde_json::to_value(&decision.state)))
+        || marker::any_personal(&json(serde_json::to_value(&decision.history)));
+    to_store && !marker::any_erased(&json(serde_json::to_value(previous)))
+}
+
 /// Whether writing `decision` would change nothing. A decision without
 /// history or effects can still change the state — a stale timer that
 /// fires is removed from it — and that change is written.
 pub(super) fn unchanged(decision: &Decision, previous: &CaseState) -> bool {
     decision.is_noop() && decision.state == *previous
+}
+
+/// A job as the outbox keeps it: a case's job with its parameters sealed
+/// under the case's key (they are often personal: names, ID numbers,
+/// recipients); a schedule's job, which carries none, as it is.
+pub(super) fn stored_job(job: &Job, key: Option<&CaseKey>) -> serde_json::Value {
+    // A Job always serializes.
+    let mut value = serde_json::to_value(job).unwrap_or_default();
+    if let Some(key) = key {
+        seal::seal_field(
+            &mut value,
+            "params",
+            key,
+            &format!("job/{}", job.attempt_id),
+        );
+    }
+    value
 }
 
 /// When a job dispatched at `now` times out: its attempt's timeout timer

@@ -15,6 +15,7 @@ use serde_json::Value;
 
 use crate::contract::{JOB_VERSION, Job, Outcome};
 
+pub mod bench;
 pub mod identity;
 pub mod materials;
 pub mod notify;

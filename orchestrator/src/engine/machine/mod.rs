@@ -13,11 +13,14 @@ use super::values::{check, eval, holds, render_in};
 use super::{Command, Context, Decision, Effect, HistoryEvent, Job, Rejection};
 use crate::definition::model::{Message, Recipient, Retry, Step, StepKind, Task};
 use crate::definition::period::Period;
+use crate::privacy::marker;
 
 mod deadlines;
 mod follow_ups;
+mod materials;
 
 pub use deadlines::Extension;
+pub use materials::Material;
 
 /// Guards against a definition that loops without waiting (validation
 /// refuses those; this keeps a bad stored definition from hanging a worker
@@ -25,8 +28,9 @@ pub use deadlines::Extension;
 const MAX_STEPS_PER_DECISION: usize = 1_000;
 
 /// Starts a case: checks its input and runs it up to its first wait or job.
-pub fn start(ctx: Context<'_>, case_id: &str, input: Data) -> Result<Decision, Rejection> {
+pub fn start(ctx: Context<'_>, case_id: &str, mut input: Data) -> Result<Decision, Rejection> {
     check(&ctx.workflow.input, &input, "case input")?;
+    marker::mark(&ctx.workflow.input, &mut input);
     let state = CaseState {
         id: case_id.to_owned(),
         workflow: ctx.workflow.name.clone(),
@@ -75,6 +79,7 @@ pub fn decide(
             m.ensure_active()?;
             m.extend(extension)?
         }
+        Command::RecordMaterial(material) => m.record_material(material)?,
     }
     Ok(m.finish())
 }
@@ -281,6 +286,7 @@ impl<'a> Machine<'a> {
                         outcome: end.outcome.clone(),
                     });
                     self.start_follow_ups(&end.outcome);
+                    self.start_retention();
                     None
                 }
             };
@@ -337,7 +343,11 @@ impl<'a> Machine<'a> {
     /// The handler, queue, parameters and timeout of a message's job.
     fn message_job(&self, message: &Message) -> (&'static str, &'static str, Data, Duration) {
         let to = match &message.to {
-            Recipient::Input(field) => self.state.input.get(field).cloned().unwrap_or(Value::Null),
+            Recipient::Input(field) => self
+                .state
+                .input
+                .get(field)
+                .map_or(Value::Null, marker::plain),
             Recipient::Contact(name) => self
                 .ctx
                 .contacts
@@ -431,6 +441,8 @@ impl<'a> Machine<'a> {
             });
         };
         check(&declared.data, &data, &format!("event `{event}`"))?;
+        let mut data = data;
+        marker::mark(&declared.data, &mut data);
         self.state.events.insert(
             event.to_owned(),
             Received {
@@ -618,10 +630,17 @@ impl<'a> Machine<'a> {
         let Some(timer) = self.state.timers.remove(timer_id) else {
             return Ok(());
         };
-        // Follow-ups are what an ended case still does.
-        if let TimerKind::FollowUp { follow_up, n } = &timer.kind {
-            self.send_follow_up(follow_up, *n);
-            return Ok(());
+        // Follow-ups and erasure are what an ended case still does.
+        match &timer.kind {
+            TimerKind::FollowUp { follow_up, n } => {
+                self.send_follow_up(follow_up, *n);
+                return Ok(());
+            }
+            TimerKind::Retention => {
+                self.erase_personal_data();
+                return Ok(());
+            }
+            _ => {}
         }
         if !self.state.status.is_active() {
             return Ok(());
@@ -671,9 +690,42 @@ impl<'a> Machine<'a> {
                 self.remind(&deadline, index);
                 Ok(())
             }
-            // Sent above, whatever the case's status.
-            TimerKind::FollowUp { .. } => Ok(()),
+            // Handled above, whatever the case's status.
+            TimerKind::FollowUp { .. } | TimerKind::Retention => Ok(()),
         }
+    }
+
+    /// Sets the timer that erases an ended case's personal data, if the
+    /// workflow keeps it for a limited time.
+    fn start_retention(&mut self) {
+        let Some(retention) = self.ctx.workflow.retention else {
+            return;
+        };
+        let erase_at = self.ctx.now + chrono_duration(retention);
+        self.set_timer(
+            format!("{}:retention", self.state.id),
+            erase_at,
+            TimerKind::Retention,
+        );
+        self.record(HistoryEvent::RetentionScheduled { erase_at });
+    }
+
+    /// Replaces every personal value of the case by the erased marker. The
+    /// store throws the case's key away with this decision, which makes the
+    /// copies in its history unreadable too. Follow-ups stop: nobody is
+    /// left to send them to.
+    fn erase_personal_data(&mut self) {
+        let mut values = 0;
+        for value in self.state.input.values_mut() {
+            values += marker::erase(value);
+        }
+        for received in self.state.events.values_mut() {
+            for value in received.data.values_mut() {
+                values += marker::erase(value);
+            }
+        }
+        self.cancel_timers(|kind| matches!(kind, TimerKind::FollowUp { .. }));
+        self.record(HistoryEvent::PersonalDataErased { values });
     }
 
     fn cancel(&mut self, reason: String) -> Result<(), Rejection> {
@@ -682,6 +734,7 @@ impl<'a> Machine<'a> {
             reason: reason.clone(),
         });
         self.record(HistoryEvent::CaseCancelled { reason });
+        self.start_retention();
         Ok(())
     }
 

@@ -44,12 +44,16 @@ fn an_issued_permit_is_followed_up_before_each_anniversary() {
         c.state.status,
         Status::Completed { ref outcome } if outcome == "issued"
     ));
-    // A refused case is not followed up.
+    // A refused case is not followed up: only its retention runs.
     let mut refused = accepted_case(shanghai(2026, 2, 10, 10));
     refused.signal("application_refused", json!({"reason": "not resident"}));
     refused.succeed("sent");
     assert!(
-        refused.state.timers.is_empty(),
+        refused
+            .state
+            .timers
+            .values()
+            .all(|t| t.kind == TimerKind::Retention),
         "{:?}",
         refused.state.timers
     );

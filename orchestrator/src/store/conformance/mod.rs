@@ -17,6 +17,7 @@ use super::postgres::PgStore;
 use super::sqlite::SqliteStore;
 use super::{CaseFilter, DefinitionRecord, Lock, Store, StoreError, Updated};
 use crate::engine::{self, Command, Decision, Effect, Job, Rejection};
+use crate::privacy::DataKeys;
 use crate::testing::{ctx, input};
 
 // --- fixtures ------------------------------------------------------------
@@ -54,9 +55,28 @@ pub(crate) trait Tamper: Store + Clone {
 
     /// Rows that break a foreign key (SQLite checks them only when asked).
     fn broken_references(&self) -> impl Future<Output = Result<u64, sqlx::Error>> + Send;
+
+    /// The one text column `sql` selects, `$1` bound to `case_id`: what a
+    /// DBA reading the tables sees.
+    fn read_texts(
+        &self,
+        sql: &'static str,
+        case_id: &str,
+    ) -> impl Future<Output = Result<Vec<String>, sqlx::Error>> + Send;
 }
 
 impl Tamper for SqliteStore {
+    async fn read_texts(
+        &self,
+        sql: &'static str,
+        case_id: &str,
+    ) -> Result<Vec<String>, sqlx::Error> {
+        sqlx::query_scalar(sql)
+            .bind(case_id)
+            .fetch_all(self.pool())
+            .await
+    }
+
     async fn allow_tampering(&self) -> Result<(), sqlx::Error> {
         for sql in [
             "DROP TRIGGER history_no_update",
@@ -92,6 +112,17 @@ impl Tamper for SqliteStore {
 }
 
 impl Tamper for PgStore {
+    async fn read_texts(
+        &self,
+        sql: &'static str,
+        case_id: &str,
+    ) -> Result<Vec<String>, sqlx::Error> {
+        sqlx::query_scalar(sql)
+            .bind(case_id)
+            .fetch_all(self.pool())
+            .await
+    }
+
     async fn allow_tampering(&self) -> Result<(), sqlx::Error> {
         sqlx::query("ALTER TABLE history DISABLE TRIGGER USER")
             .execute(self.pool())
@@ -234,11 +265,15 @@ async fn assert_timers_follow_state<S: Store>(store: &S, case_id: &str) {
 }
 
 mod audit;
+mod materials;
+mod privacy;
 mod schedules;
 mod specific;
 mod suite;
 
 use audit::*;
+use materials::*;
+use privacy::*;
 use schedules::*;
 use specific::*;
 use suite::*;
@@ -280,7 +315,7 @@ macro_rules! conformance {
             $(
                 #[sqlx::test(migrations = false)]
                 async fn $test(pool: sqlx::PgPool) {
-                    let store = PgStore::new(pool);
+                    let store = PgStore::new(pool).with_data_keys(DataKeys::ephemeral());
                     store.migrate().await.expect("migrate");
                     super::$test(&store).await;
                 }
@@ -288,27 +323,27 @@ macro_rules! conformance {
 
             #[sqlx::test(migrations = false)]
             async fn an_existing_database_is_upgraded_in_place(pool: sqlx::PgPool) {
-                let store = PgStore::new(pool);
+                let store = PgStore::new(pool).with_data_keys(DataKeys::ephemeral());
                 super::an_existing_database_is_upgraded_in_place(&store).await;
             }
 
             #[sqlx::test(migrations = false)]
             async fn updates_of_one_case_wait_for_each_other(pool: sqlx::PgPool) {
-                let store = PgStore::new(pool);
+                let store = PgStore::new(pool).with_data_keys(DataKeys::ephemeral());
                 store.migrate().await.expect("migrate");
                 super::updates_of_one_case_wait_for_each_other(&store).await;
             }
 
             #[sqlx::test(migrations = false)]
             async fn skip_locked_reports_busy(pool: sqlx::PgPool) {
-                let store = PgStore::new(pool);
+                let store = PgStore::new(pool).with_data_keys(DataKeys::ephemeral());
                 store.migrate().await.expect("migrate");
                 super::skip_locked_reports_busy(&store).await;
             }
 
             #[sqlx::test(migrations = false)]
             async fn claims_waiting_on_one_tick_resolve_to_one(pool: sqlx::PgPool) {
-                let store = PgStore::new(pool);
+                let store = PgStore::new(pool).with_data_keys(DataKeys::ephemeral());
                 store.migrate().await.expect("migrate");
                 super::claims_waiting_on_one_tick_resolve_to_one(&store).await;
             }
@@ -336,4 +371,8 @@ conformance!(
     a_firings_message_goes_out_and_comes_back,
     a_sweep_reads_the_active_cases_of_its_workflow,
     history_verifies_and_each_tampering_is_named,
+    materials_are_kept_once_per_content,
+    an_upload_is_in_the_verified_history,
+    personal_data_is_sealed_at_rest,
+    erasing_a_case_keeps_its_history_verifiable,
 );

@@ -165,9 +165,11 @@ pub(super) async fn claims_waiting_on_one_tick_resolve_to_one(store: &PgStore) {
 
 pub(super) async fn a_database_file_is_created_and_kept(dir: &Path) {
     let path = dir.join("docket.sqlite");
+    let keys = DataKeys::ephemeral();
     let store = SqliteStore::open(&path.to_string_lossy())
         .await
-        .expect("create");
+        .expect("create")
+        .with_data_keys(keys.clone());
     store.migrate().await.expect("migrate");
     started(&store, "case-1", false, t0()).await;
     let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
@@ -178,7 +180,10 @@ pub(super) async fn a_database_file_is_created_and_kept(dir: &Path) {
     drop(store);
 
     let url = format!("sqlite:{}", path.to_string_lossy());
-    let store = SqliteStore::open(&url).await.expect("reopen");
+    let store = SqliteStore::open(&url)
+        .await
+        .expect("reopen")
+        .with_data_keys(keys);
     store.migrate().await.expect("migrate again");
     assert_eq!(state(&store, "case-1").await.step, "verify_identity");
     let keys: i64 = sqlx::query_scalar("PRAGMA foreign_keys")
