@@ -48,7 +48,7 @@ pub async fn run(
     concurrency: usize,
 ) -> anyhow::Result<FlowFigures> {
     let workflows = bins.repo.join("tests/bench");
-    let lib = Lib::system(db, &workflows).await?;
+    let lib = Lib::system(db, &workflows, &bins.data_keys).await?;
     redis.flush()?;
     let saturated_ids = lib
         .start_many(WORKFLOW, cases, Pace::Flat { tasks: 4 })

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
+use docket::privacy::DataKeys;
 use docket::runtime::Orchestrator;
 use docket::runtime::clock::{Clock, ManualClock, SystemClock, UuidGen};
 use docket::runtime::definitions::Registry;
@@ -39,27 +40,40 @@ pub enum Pace {
 
 impl Lib {
     /// Migrates `db`, deploys the benchmark workflows with `clock` and
-    /// returns the library on it.
-    pub async fn open(db: &Db, workflows: &Path, clock: Arc<dyn Clock>) -> anyhow::Result<Lib> {
+    /// returns the library on it, sealing personal data (the benchmark
+    /// workflows have none) under the master keys `data_keys`, as `serve`
+    /// is given them.
+    pub async fn open(
+        db: &Db,
+        workflows: &Path,
+        data_keys: &str,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Lib> {
+        let keys = DataKeys::parse(data_keys)?;
         Ok(match db {
             Db::Postgres { url, .. } => {
-                let store = Arc::new(PgStore::connect(url).await?);
+                let store = Arc::new(PgStore::connect(url).await?.with_data_keys(keys));
                 Lib::Postgres(Arc::new(orchestrator(store, workflows, clock).await?))
             }
             Db::Sqlite { url, .. } => {
-                let store = Arc::new(SqliteStore::open(url).await?);
+                let store = Arc::new(SqliteStore::open(url).await?.with_data_keys(keys));
                 Lib::Sqlite(Arc::new(orchestrator(store, workflows, clock).await?))
             }
         })
     }
 
     /// The library with every case started at `at`.
-    pub async fn at(db: &Db, workflows: &Path, at: DateTime<Utc>) -> anyhow::Result<Lib> {
-        Lib::open(db, workflows, Arc::new(ManualClock::new(at))).await
+    pub async fn at(
+        db: &Db,
+        workflows: &Path,
+        data_keys: &str,
+        at: DateTime<Utc>,
+    ) -> anyhow::Result<Lib> {
+        Lib::open(db, workflows, data_keys, Arc::new(ManualClock::new(at))).await
     }
 
-    pub async fn system(db: &Db, workflows: &Path) -> anyhow::Result<Lib> {
-        Lib::open(db, workflows, Arc::new(SystemClock)).await
+    pub async fn system(db: &Db, workflows: &Path, data_keys: &str) -> anyhow::Result<Lib> {
+        Lib::open(db, workflows, data_keys, Arc::new(SystemClock)).await
     }
 
     /// Starts `n` cases of `workflow` with an empty input; returns their

@@ -216,6 +216,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         dir: bin_dir,
         repo: repo.clone(),
         job_keys: docket_workers::sealing::Keyring::generate("bench"),
+        data_keys: docket::privacy::DataKeys::generate("bench"),
         logs: work.clone(),
     };
     let needs_pg = phase("waiting")

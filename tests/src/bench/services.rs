@@ -433,6 +433,9 @@ pub struct Binaries {
     pub repo: PathBuf,
     /// The job keys `serve` and `worker` seal and open jobs with.
     pub job_keys: String,
+    /// The master keys of personal data at rest (`DOCKET_DATA_KEYS`) of
+    /// every `orchestrator` command and of the library.
+    pub data_keys: String,
     pub logs: PathBuf,
 }
 
@@ -446,7 +449,8 @@ pub struct Serve {
 impl Binaries {
     pub fn orchestrator(&self) -> Command {
         let mut cmd = Command::new(self.dir.join("orchestrator"));
-        cmd.current_dir(&self.repo);
+        cmd.current_dir(&self.repo)
+            .env("DOCKET_DATA_KEYS", &self.data_keys);
         cmd
     }
 

@@ -39,7 +39,7 @@ pub async fn run(
     margin: Duration,
 ) -> anyhow::Result<TimerFigures> {
     let workflows = bins.repo.join("tests/bench");
-    let probe = Lib::system(db, &workflows).await?;
+    let probe = Lib::system(db, &workflows, &bins.data_keys).await?;
     // How fast cases are written here, to set the instant they fall due.
     let rate = match parked_per_s {
         Some(rate) => rate,
@@ -56,7 +56,7 @@ pub async fn run(
     let mut serve = bins.serve(db, &redis.url, "timers").await?;
     let writing = Duration::from_secs_f64(timers as f64 / rate * 1.5) + margin;
     let due = Utc::now() + TimeDelta::from_std(writing)?;
-    let lib = Lib::at(db, &workflows, due - TIMEOUT).await?;
+    let lib = Lib::at(db, &workflows, &bins.data_keys, due - TIMEOUT).await?;
     lib.start_many(WORKFLOW, timers, Pace::Flat { tasks: 8 })
         .await?;
     let written = Utc::now();

@@ -55,7 +55,7 @@ pub async fn run(
     windows: Windows,
 ) -> anyhow::Result<Waiting> {
     let workflows = bins.repo.join("tests/bench");
-    let lib = Lib::system(db, &workflows).await?;
+    let lib = Lib::system(db, &workflows, &bins.data_keys).await?;
     let empty = db.case_bytes().await?;
 
     // Start latency: one request after another on a keep-alive connection.
