@@ -983,8 +983,36 @@ enum Outcome {
     Unsendable,
 }
 
-/// Sends `request` and checks the answer.
+/// Sends `request` and checks the answer. A server may answer a request
+/// (401, 413 …) before reading its body and close the connection, which
+/// HTTP allows; a client still writing the body then sees its write fail
+/// instead of the answer. Such a request is sent once more, on a fresh
+/// connection; the server not answering twice is a failure.
 fn exchange(
+    client: &Client,
+    base: &str,
+    op: &Operation,
+    request: &FuzzRequest,
+) -> Result<Outcome, String> {
+    match exchange_once(client, base, op, request) {
+        Err(e) if e.starts_with("no answer") && closed_while_writing(&e) => {
+            exchange_once(client, base, op, request)
+        }
+        other => other,
+    }
+}
+
+fn closed_while_writing(error: &str) -> bool {
+    [
+        "Broken pipe",
+        "Connection reset",
+        "connection closed before message completed",
+    ]
+    .iter()
+    .any(|e| error.contains(e))
+}
+
+fn exchange_once(
     client: &Client,
     base: &str,
     op: &Operation,

@@ -99,6 +99,16 @@ impl ApiError {
         )
     }
 
+    /// The database does not answer (down, restarting): nothing was
+    /// changed, and the same request may be sent again.
+    pub fn unavailable() -> Self {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "the database does not answer; nothing was changed, try again shortly",
+        )
+    }
+
     pub fn timeout() -> Self {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -191,8 +201,31 @@ impl From<RuntimeError> for ApiError {
                 format!("no workflow `{name}` is deployed"),
             )
             .with_field("workflow"),
+            RuntimeError::Store(StoreError::Database(e)) if database_unreachable(&e) => {
+                tracing::warn!(error = %e, "the database does not answer");
+                ApiError::unavailable()
+            }
             other => ApiError::internal("a request could not be applied", &other),
         }
+    }
+}
+
+/// Whether `error` says the database could not be reached (down,
+/// restarting, shutting down, out of connections) rather than that the
+/// request went wrong: the client may try again, and is told so with a 503.
+fn database_unreachable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        // SQLSTATE class 08 (connection exception) and 57P (the server is
+        // shutting down or starting up).
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|code| code.starts_with("08") || code.starts_with("57P")),
+        _ => false,
     }
 }
 
@@ -216,6 +249,18 @@ mod tests {
         assert_eq!(error.status, StatusCode::UNPROCESSABLE_ENTITY);
         assert_eq!(error.code, "invalid_field");
         assert_eq!(error.field.as_deref(), Some("materials"));
+    }
+
+    #[test]
+    fn an_unreachable_database_is_a_503_not_an_internal_error() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let error = ApiError::from(StoreError::Database(sqlx::Error::Io(io)));
+        assert_eq!(error.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(error.code, "unavailable");
+        let error = ApiError::from(StoreError::Database(sqlx::Error::PoolTimedOut));
+        assert_eq!(error.code, "unavailable");
+        let error = ApiError::from(StoreError::Database(sqlx::Error::RowNotFound));
+        assert_eq!(error.code, "internal");
     }
 
     #[test]
