@@ -151,17 +151,7 @@ fn uuid_like() -> String {
 }
 
 fn start_body() -> Value {
-    json!({
-        "workflow": "residence-permit",
-        "input": {
-            "applicant_name": "陈明",
-            "id_number": "11010519491231002X",
-            "phone": "13800000001",
-            "wechat_openid": "wx-test",
-            "category": "employment",
-            "through_agent": false
-        }
-    })
+    docket_tests::applicant_case()
 }
 
 fn code(body: &Value) -> &str {
