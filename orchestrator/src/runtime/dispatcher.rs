@@ -49,8 +49,14 @@ pub async fn dispatch_once<S: Store>(
             outstanding.insert(queue, count);
             continue;
         }
-        transport.push(record.job).await?;
-        store.mark_dispatched(record.id, now).await?;
+        // Claimed first, so that of several orchestrators one pushes it.
+        if !store.mark_dispatched(record.id, now).await? {
+            continue;
+        }
+        if let Err(e) = transport.push(record.job).await {
+            store.release_dispatch(record.id).await?;
+            return Err(e.into());
+        }
         outstanding.insert(queue, count + 1);
         dispatched += 1;
     }

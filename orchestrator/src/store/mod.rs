@@ -243,13 +243,24 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> impl Future<Output = Result<Vec<OutboxRecord>, StoreError>> + Send;
 
-    /// Records that a job is on the transport. The attempt's timeout timer
-    /// is pushed to `now` plus the job's timeout, so time spent waiting in
-    /// the outbox does not count against the attempt.
+    /// Claims a waiting job for the transport, before it is pushed: of
+    /// several orchestrators that read the same waiting job, one claims it
+    /// (`true`); the others get `false` and leave it. The attempt's
+    /// timeout timer is pushed to `now` plus the job's timeout, so time
+    /// spent waiting in the outbox does not count against the attempt —
+    /// and a process that dies between the claim and the push leaves a job
+    /// that comes back when that timer fires.
     fn mark_dispatched(
         &self,
         outbox_id: i64,
         now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Gives back a claimed job the transport refused, so that the next
+    /// round dispatches it again.
+    fn release_dispatch(
+        &self,
+        outbox_id: i64,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Jobs handed to the transport whose attempt has not finished, per

@@ -448,20 +448,28 @@ impl Store for PgStore {
         Ok(rows::readable_jobs(rows, &self.keys))
     }
 
-    async fn mark_dispatched(&self, outbox_id: i64, now: DateTime<Utc>) -> Result<(), StoreError> {
+    async fn mark_dispatched(
+        &self,
+        outbox_id: i64,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
         let row: Option<OutboxRow> = sqlx::query_as(sql::OUTBOX_JOB)
             .bind(outbox_id)
             .fetch_optional(&mut *tx)
             .await?;
         // Withdrawn: its attempt settled before it was dispatched.
-        let Some(row) = row else { return Ok(()) };
+        let Some(row) = row else { return Ok(false) };
         let job = row.into_record(&self.keys)?.job;
-        sqlx::query(sql::MARK_OUTBOX_DISPATCHED)
+        let claimed = sqlx::query(sql::MARK_OUTBOX_DISPATCHED)
             .bind(outbox_id)
             .bind(now)
             .execute(&mut *tx)
             .await?;
+        if claimed.rows_affected() == 0 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
         sqlx::query(sql::MARK_ATTEMPT_DISPATCHED)
             .bind(&job.attempt_id)
             .bind(now)
@@ -486,6 +494,20 @@ impl Store for PgStore {
                     .await?;
             }
         }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn release_dispatch(&self, outbox_id: i64) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(sql::RELEASE_ATTEMPT)
+            .bind(outbox_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(sql::RELEASE_OUTBOX)
+            .bind(outbox_id)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(())
     }

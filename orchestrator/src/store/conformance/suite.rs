@@ -502,10 +502,34 @@ pub(crate) async fn jobs_go_out_and_come_back<S: Tamper>(store: &S) {
     assert_eq!(jobs, [&job_a, &job_b]);
 
     // Dispatched again, earlier than the pushed due: never moved earlier.
+    // A second claim of it (another orchestrator) gets nothing; one given
+    // back (the transport refused it) waits again.
+    assert!(
+        store
+            .mark_dispatched(waiting[0].id, t0())
+            .await
+            .expect("dispatch")
+    );
+    assert!(
+        !store
+            .mark_dispatched(waiting[0].id, t0())
+            .await
+            .expect("again")
+    );
     store
-        .mark_dispatched(waiting[0].id, t0())
+        .release_dispatch(waiting[1].id)
         .await
-        .expect("dispatch");
+        .expect("release");
+    assert!(store.mark_dispatched(waiting[1].id, t0()).await.expect("b"));
+    store
+        .release_dispatch(waiting[1].id)
+        .await
+        .expect("release");
+    assert_eq!(store.dispatched_unfinished(&queue).await.expect("count"), 1);
+    assert_eq!(
+        store.waiting_jobs(None, 10).await.expect("waiting").len(),
+        1
+    );
     assert_eq!(
         timer_rows(store, "case-a").await,
         [(timeout_id(&a), pushed)]
@@ -545,11 +569,13 @@ pub(crate) async fn jobs_go_out_and_come_back<S: Tamper>(store: &S) {
             .expect("waiting")
             .is_empty()
     );
-    store
-        .mark_dispatched(waiting[1].id, now)
-        .await
-        .expect("a withdrawn job");
-    store.mark_dispatched(-1, now).await.expect("no such job");
+    assert!(
+        !store
+            .mark_dispatched(waiting[1].id, now)
+            .await
+            .expect("a withdrawn job")
+    );
+    assert!(!store.mark_dispatched(-1, now).await.expect("no such job"));
 }
 
 pub(crate) async fn corrupt_rows_are_reported_not_panicked<S: Tamper>(store: &S) {
