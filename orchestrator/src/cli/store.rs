@@ -76,32 +76,33 @@ fn read_keys(path: &Path) -> anyhow::Result<DataKeys> {
 }
 
 /// The key file beside an embedded database, created (readable by its
-/// owner only) the first time.
+/// owner only) the first time. It is written whole under a name of this
+/// process's own and then linked into place, so a process that finds it
+/// finds it complete, and of two processes creating it at once one wins.
 fn keys_beside(path: &Path) -> anyhow::Result<DataKeys> {
+    if path.exists() {
+        return read_keys(path);
+    }
+    let mut own = path.as_os_str().to_owned();
+    own.push(format!(".{}", std::process::id()));
+    let own = PathBuf::from(own);
     let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
+    options.write(true).create(true).truncate(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    match options.open(path) {
-        Ok(mut file) => {
-            let line = DataKeys::generate("k1");
-            file.write_all(format!("{line}\n").as_bytes())
-                .and_then(|()| file.sync_all())
-                .with_context(|| format!("writing the data keys to {}", path.display()))?;
-            DataKeys::parse(&line).context("a generated data key")
-        }
-        // Another process (serve beside a CLI command) made it first.
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            for _ in 0..50 {
-                if std::fs::metadata(path).is_ok_and(|m| m.len() > 0) {
-                    break;
-                }
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
-            read_keys(path)
-        }
-        Err(e) => Err(e).with_context(|| format!("creating {}", path.display())),
-    }
+    let written = options.open(&own).and_then(|mut file| {
+        file.write_all(format!("{}\n", DataKeys::generate("k1")).as_bytes())?;
+        file.sync_all()
+    });
+    let linked = written.and_then(|()| match std::fs::hard_link(&own, path) {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => Err(e),
+        // Linked, or another process linked its own first: either way the
+        // file in place is whole.
+        _ => Ok(()),
+    });
+    let _ = std::fs::remove_file(&own);
+    linked.with_context(|| format!("creating the data keys in {}", path.display()))?;
+    read_keys(path)
 }
 
 #[derive(Debug)]

@@ -180,6 +180,12 @@ pub(super) struct OutboxRow {
 }
 
 impl OutboxRow {
+    /// The job as stored, its parameters still sealed: enough to claim
+    /// it (attempt, case, timeout).
+    pub(super) fn into_sealed_job(self) -> Result<Job, StoreError> {
+        decode(&self.job, || format!("outbox job {}", self.id))
+    }
+
     /// The job with its parameters opened.
     pub(super) fn into_record(self, keys: &DataKeys) -> Result<OutboxRecord, StoreError> {
         let key = match &self.case_id {

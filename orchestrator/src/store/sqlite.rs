@@ -507,7 +507,7 @@ impl Store for SqliteStore {
             .await?;
         // Withdrawn: its attempt settled before it was dispatched.
         let Some(row) = row else { return Ok(false) };
-        let job = row.into_record(&self.keys)?.job;
+        let job = row.into_sealed_job()?;
         let claimed = sqlx::query(sql::MARK_OUTBOX_DISPATCHED)
             .bind(outbox_id)
             .bind(now)
