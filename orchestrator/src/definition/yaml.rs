@@ -23,6 +23,17 @@ impl<T> Located<T> {
 /// and tags: an operator's file should mean what it plainly says. `kind`
 /// names the file in messages (`workflow file`, `calendar file`).
 pub fn parse(source: &str, kind: &str, d: &mut Diagnostics) -> Option<Node> {
+    // The YAML parser recurses once per level: a file of a hundred
+    // thousand `[` would overflow the stack and abort the process.
+    if let Some(pos) = too_deep(source) {
+        d.error(
+            Code::YamlSyntax,
+            "",
+            pos,
+            format!("the {kind} nests lists and mappings more than {MAX_DEPTH} levels deep"),
+        );
+        return None;
+    }
     let options = marked_yaml::LoaderOptions::default().error_on_duplicate_keys(true);
     match marked_yaml::parse_yaml_with_options(0, source, options) {
         Ok(node) => Some(node),
@@ -52,6 +63,80 @@ pub fn parse(source: &str, kind: &str, d: &mut Diagnostics) -> Option<Node> {
             None
         }
     }
+}
+
+/// Far deeper than any workflow or calendar needs, far shallower than the
+/// parser's stack allows.
+pub const MAX_DEPTH: usize = 64;
+
+/// Where `source` first nests deeper than [`MAX_DEPTH`], if it does. An
+/// over-estimate, never an under-estimate, of the depth the parser will
+/// reach: each line counts the indentation levels open above it, its own
+/// leading `- ` and `? ` indicators, and the flow brackets open at each
+/// point (brackets inside quoted scalars and comments do not count).
+fn too_deep(source: &str) -> Option<Pos> {
+    let mut indents: Vec<usize> = Vec::new();
+    let mut flow = 0usize;
+    for (n, line) in source.lines().enumerate() {
+        let at = |column: usize| {
+            Some(Pos {
+                line: n + 1,
+                column: column + 1,
+            })
+        };
+        let body = line.trim_start_matches([' ', '\t']);
+        if body.is_empty() || body.starts_with('#') {
+            continue;
+        }
+        let indent = line.chars().count() - body.chars().count();
+        while indents.last().is_some_and(|&top| top >= indent) {
+            indents.pop();
+        }
+        indents.push(indent);
+        let mut rest = body;
+        let mut indicators = 0;
+        while let Some(after) = ["- ", "? ", "-\t"]
+            .iter()
+            .find_map(|i| rest.strip_prefix(i))
+        {
+            indicators += 1;
+            rest = after.trim_start_matches([' ', '\t']);
+        }
+        if indents.len() + indicators + flow > MAX_DEPTH {
+            return at(indent);
+        }
+        let mut quote: Option<char> = None;
+        let mut previous = ' ';
+        let mut chars = body.chars().enumerate().peekable();
+        while let Some((i, c)) = chars.next() {
+            match (quote, c) {
+                (Some('"'), '\\') => {
+                    chars.next();
+                }
+                (Some(q), c) if c == q => {
+                    // `''` inside single quotes is an escaped quote.
+                    if q == '\'' && chars.peek().is_some_and(|&(_, next)| next == '\'') {
+                        chars.next();
+                    } else {
+                        quote = None;
+                    }
+                }
+                (Some(_), _) => {}
+                (None, '#') if previous.is_whitespace() => break,
+                (None, '"' | '\'') if " \t[{,:".contains(previous) => quote = Some(c),
+                (None, '[' | '{') => {
+                    flow += 1;
+                    if indents.len() + indicators + flow > MAX_DEPTH {
+                        return at(indent + i);
+                    }
+                }
+                (None, ']' | '}') => flow = flow.saturating_sub(1),
+                _ => {}
+            }
+            previous = c;
+        }
+    }
+    None
 }
 
 fn marker_pos(m: &marked_yaml::Marker) -> Pos {
