@@ -257,7 +257,10 @@ impl Cluster {
 
     fn pg_ctl(&self, args: &[&str]) -> std::process::Output {
         let options = format!(
-            "-c listen_addresses=127.0.0.1 -p {} -k {} -c fsync=off -c synchronous_commit=off",
+            // fsync off is safe here (the server crashes, not the machine);
+            // synchronous_commit must stay on: with it off, the last commits
+            // die with the server, a case started among them.
+            "-c listen_addresses=127.0.0.1 -p {} -k {} -c fsync=off",
             self.port,
             self.data.display()
         );
@@ -534,8 +537,31 @@ impl Rig {
     /// A `worker` on the identity and bench queues, heartbeating every
     /// second, calling the simulator.
     pub fn spawn_worker(&self) -> Stop {
+        self.spawn_worker_with(&[])
+    }
+
+    /// Starts a worker whose clock is `offset` off the machine's (libfaketime's
+    /// syntax: `-3m`, `+90`), wall and monotonic clocks both. `false` (the
+    /// scenario is skipped) outside CI when libfaketime is not installed.
+    pub fn worker_with_clock(&mut self, offset: &str) -> bool {
+        let Some(lib) = libfaketime() else {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "libfaketime is not installed (ops/test installs it)"
+            );
+            eprintln!("skipped: libfaketime is not installed (apt-get install libfaketime)");
+            return false;
+        };
+        let lib = lib.display().to_string();
+        let worker = self.spawn_worker_with(&[("LD_PRELOAD", lib.as_str()), ("FAKETIME", offset)]);
+        self.workers.push(worker);
+        true
+    }
+
+    fn spawn_worker_with(&self, env: &[(&str, &str)]) -> Stop {
         let sim = format!("http://127.0.0.1:{}", self.sim_port);
         let child = Command::new(binary("worker"))
+            .envs(env.iter().copied())
             .args(["--redis-url", &self.redis.url, "--job-keys", TEST_JOB_KEYS])
             .args(["--realname-url", &sim, "--queues", "identity,bench"])
             .args([
@@ -767,7 +793,9 @@ impl Rig {
         if let Some(pool) = self.pool.take() {
             self.runtime.block_on(pool.close());
         }
-        if std::env::var_os("DOCKET_CHAOS_KEEP").is_some() && self.cluster.is_none() {
+        // A private cluster's data is in the folder: it is stopped either way.
+        drop(self.cluster.take());
+        if std::env::var_os("DOCKET_CHAOS_KEEP").is_some() {
             eprintln!(
                 "kept: logs in {}, database {}",
                 self.dir.display(),
@@ -775,12 +803,22 @@ impl Rig {
             );
             self.db.keep = true;
         } else {
-            // The cluster's data is in the folder: stop it first.
-            drop(self.cluster.take());
             let _ = std::fs::remove_dir_all(&self.dir);
         }
         findings
     }
+}
+
+/// Debian's libfaketime, which shifts the clocks of a process it is
+/// preloaded into.
+fn libfaketime() -> Option<PathBuf> {
+    std::fs::read_dir("/usr/lib")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path().join("faketime/libfaketime.so.1"))
+        .chain([PathBuf::from("/usr/lib/faketime/libfaketime.so.1")])
+        .find(|p| p.exists())
 }
 
 /// One history row, as the checker reads it.

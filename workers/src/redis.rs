@@ -20,11 +20,14 @@
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, LazyLock, Weak};
 use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
-use apalis::prelude::{BackendExt, BoxDynError, Data, TaskSink, WorkerBuilder, WorkerBuilderExt};
+use apalis::prelude::{
+    BackendExt, BoxDynError, Data, Task, TaskBuilder, TaskId, TaskSink, WorkerBuilder,
+    WorkerBuilderExt,
+};
 use apalis_core::backend::ext::poll_strategy::Strategy;
 use apalis_redis::{Config, ConnectionManager, RedisStorage};
 use futures_util::future::BoxFuture;
@@ -122,7 +125,7 @@ impl RedisSettings {
     }
 }
 
-/// Where [`announce`] tells a queue's idle workers that a job was pushed.
+/// Where [`promote`] tells a queue's idle workers that a job was pushed.
 ///
 /// apalis-redis's push script publishes `tasks:…:available` only for a job
 /// it puts straight on the ready list, but a pushed task always carries its
@@ -132,17 +135,62 @@ fn wake_channel(config: &Config) -> String {
     format!("{}:pushed", config.active_jobs_list())
 }
 
-/// Tells the idle workers of `storage`'s queue that a job is waiting.
-/// Lost or failed, it costs them one poll interval.
-async fn announce<T>(storage: &mut RedisStorage<T>) {
-    let channel = wake_channel(storage.get_config());
-    let published: Result<i64, _> = redis::cmd("PUBLISH")
-        .arg(channel)
-        .arg(1)
-        .query_async(storage.get_connection())
+/// Moves a task just pushed from the scheduled set to the ready list, and
+/// tells the queue's idle workers. The message is only a hint: lost, it
+/// costs an idle worker one poll interval.
+static PROMOTE: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
+        if redis.call('zrem', KEYS[1], ARGV[1]) == 1 then
+            redis.call('rpush', KEYS[2], ARGV[1])
+            redis.call('del', KEYS[3])
+            redis.call('lpush', KEYS[3], 1)
+        end
+        redis.call('publish', ARGV[2], 1)
+        return 1
+        ",
+    )
+});
+
+/// A task to push so that it is ready at once, whatever the clocks say,
+/// and its id, to hand to [`promote`] once pushed.
+///
+/// apalis-redis stamps every pushed task with the pusher's clock and puts
+/// it in its scheduled set; a fetcher moves it to the ready list once the
+/// *fetcher's* clock has passed that stamp. A pusher whose clock runs
+/// minutes ahead of the fetcher's would hold every job (or report) back
+/// by as much (measured: the `workers_with_skewed_clocks` chaos
+/// scenario). So the task gets an id of ours and is promoted by that id
+/// right after the push.
+fn ready_task<T>(item: T) -> (Task<T>, String) {
+    let id = uuid::Uuid::now_v7().to_string();
+    let task = TaskBuilder::new(item)
+        .task_id(TaskId::from(id.clone()))
+        .build();
+    (task, id)
+}
+
+/// Moves task `id`, just pushed, to the ready list and wakes the queue's
+/// idle workers. Should this fail, the task is still there, and is
+/// promoted when the fetcher's clock catches up with the pusher's.
+async fn promote<T>(storage: &mut RedisStorage<T>, id: &str) {
+    let config = storage.get_config();
+    let keys = (
+        config.scheduled_jobs_set(),
+        config.active_jobs_list(),
+        config.signal_list(),
+        wake_channel(config),
+    );
+    let promoted: Result<i64, _> = PROMOTE
+        .key(keys.0)
+        .key(keys.1)
+        .key(keys.2)
+        .arg(id)
+        .arg(keys.3)
+        .invoke_async(storage.get_connection())
         .await;
-    if let Err(e) = published {
-        tracing::debug!(error = %e, "idle workers not woken; they will poll");
+    if let Err(e) = promoted {
+        tracing::debug!(error = %e, "a pushed task waits for the fetcher's clock");
     }
 }
 
@@ -251,11 +299,12 @@ pub async fn push_job(
     keyring: &Keyring,
     job: &Job,
 ) -> Result<(), RedisError> {
+    let (task, id) = ready_task(keyring.seal(job));
     storage
-        .push(keyring.seal(job))
+        .push_task(task)
         .await
         .map_err(|e| RedisError::Push(Box::new(e)))?;
-    announce(storage).await;
+    promote(storage, &id).await;
     Ok(())
 }
 
@@ -281,8 +330,9 @@ impl Reporter for RedisReporter {
             };
             // Redis away: the report is lost, and the orchestrator's attempt
             // timer retries the job. Retrying here could block the slot.
-            match completions.push(completion).await {
-                Ok(()) => announce(&mut completions).await,
+            let (task, id) = ready_task(completion);
+            match completions.push_task(task).await {
+                Ok(()) => promote(&mut completions, &id).await,
                 Err(e) => {
                     tracing::warn!(error = %e, "outcome could not be reported; the attempt will time out")
                 }

@@ -20,7 +20,7 @@ use tokio::sync::{Notify, mpsc, watch};
 
 use super::api::ApiArgs;
 use super::cases::Setup;
-use super::store::with_store;
+use super::store::{Backend, with_store};
 
 #[derive(Debug, Args)]
 pub struct Serve {
@@ -57,6 +57,16 @@ pub struct Serve {
 impl Serve {
     pub async fn run(self) -> anyhow::Result<ExitCode> {
         let backend = self.setup.db.open().await?;
+        if let Backend::Postgres(store) = &backend
+            && let Some(setting) = store.lossy_commits().await
+        {
+            tracing::warn!(
+                synchronous_commit = %setting,
+                "the database confirms commits before they are durable: a crash of the \
+                 database server will lose the last of them (a case whose start was \
+                 confirmed may vanish); set synchronous_commit to on"
+            );
+        }
         with_store!(backend, store => self.run_on(store).await)
     }
 

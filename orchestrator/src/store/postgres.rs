@@ -77,13 +77,26 @@ impl PgStore {
     }
 
     /// Connects to `url` (`postgres://…`). Waiting for a connection is
-    /// bounded, so an unreachable database is reported rather than hung on.
+    /// bounded, so an unreachable database is reported rather than hung on:
+    /// within five seconds, so an API request made while the database is
+    /// away is answered `unavailable` before its own ten-second limit.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let pool = PgPoolOptions::new()
-            .acquire_timeout(Duration::from_secs(10))
+            .acquire_timeout(Duration::from_secs(5))
             .connect(url)
             .await?;
         Ok(PgStore::new(pool))
+    }
+
+    /// The server's `synchronous_commit`, when it lets a commit be
+    /// confirmed before it is durable (`off`): Docket's guarantees assume
+    /// that what the database confirmed survives its crash.
+    pub async fn lossy_commits(&self) -> Option<String> {
+        let setting: String = sqlx::query_scalar("SHOW synchronous_commit")
+            .fetch_one(&self.pool)
+            .await
+            .ok()?;
+        (setting == "off").then_some(setting)
     }
 
     /// Applies the migrations up to and including `version` only: a
