@@ -119,10 +119,9 @@ impl<S: Store> Orchestrator<S> {
     ) -> Result<Updated, RuntimeError> {
         let definition_id = self
             .store
-            .case(case_id)
+            .case_definition(case_id)
             .await?
-            .ok_or_else(|| RuntimeError::UnknownCase(case_id.to_owned()))?
-            .definition_id;
+            .ok_or_else(|| RuntimeError::UnknownCase(case_id.to_owned()))?;
         let definition = self.registry.get(&*self.store, definition_id).await?;
         let now = self.clock.now();
         let decide = |record: &CaseRecord| {

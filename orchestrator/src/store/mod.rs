@@ -216,6 +216,13 @@ pub trait Store: Send + Sync + 'static {
         case_id: &str,
     ) -> impl Future<Output = Result<Option<CaseRecord>, StoreError>> + Send;
 
+    /// The definition a case runs on, without reading (or opening) its
+    /// state: what a command needs before it takes the case's lock.
+    fn case_definition(
+        &self,
+        case_id: &str,
+    ) -> impl Future<Output = Result<Option<i64>, StoreError>> + Send;
+
     fn cases(
         &self,
         filter: &CaseFilter,

@@ -34,6 +34,7 @@ pub(super) const CASE: &str = "\
     FROM cases WHERE id = $1";
 
 pub(super) const CASE_KEY: &str = "SELECT data_key FROM cases WHERE id = $1";
+pub(super) const CASE_DEFINITION: &str = "SELECT definition_id FROM cases WHERE id = $1";
 
 pub(super) const SET_CASE_KEY: &str = "UPDATE cases SET data_key = $2 WHERE id = $1";
 

@@ -424,6 +424,13 @@ impl Store for SqliteStore {
         row.to_record(case_id, key.as_ref()).map(Some)
     }
 
+    async fn case_definition(&self, case_id: &str) -> Result<Option<i64>, StoreError> {
+        Ok(sqlx::query_scalar(sql::CASE_DEFINITION)
+            .bind(case_id)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
     async fn cases(&self, filter: &CaseFilter) -> Result<Vec<CaseSummary>, StoreError> {
         let (text, binds) = sql::list_cases(filter);
         let mut query = sqlx::query_as::<_, SummaryRow>(AssertSqlSafe(text));

@@ -74,6 +74,11 @@ pub(crate) async fn insert_case_writes_history_jobs_and_timers<S: Tamper>(store:
     let record = store.case("case-1").await.expect("read").expect("the case");
     assert_eq!(record.definition_id, definition.id);
     assert_eq!(record.state, decision.state);
+    assert_eq!(
+        store.case_definition("case-1").await.expect("read"),
+        Some(definition.id)
+    );
+    assert_eq!(store.case_definition("no-such-case").await.expect("read"), None);
 
     let history = store.history("case-1").await.expect("history");
     let seqs: Vec<i64> = history.iter().map(|r| r.seq).collect();
