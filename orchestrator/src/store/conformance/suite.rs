@@ -78,7 +78,10 @@ pub(crate) async fn insert_case_writes_history_jobs_and_timers<S: Tamper>(store:
         store.case_definition("case-1").await.expect("read"),
         Some(definition.id)
     );
-    assert_eq!(store.case_definition("no-such-case").await.expect("read"), None);
+    assert_eq!(
+        store.case_definition("no-such-case").await.expect("read"),
+        None
+    );
 
     let history = store.history("case-1").await.expect("history");
     let seqs: Vec<i64> = history.iter().map(|r| r.seq).collect();
