@@ -362,6 +362,11 @@ async fn handle(sealed: Sealed, ctx: Data<Context>) -> Result<(), BoxDynError> {
     Ok(())
 }
 
+/// Reports one orchestrator applies at once. Each is its own transaction
+/// under its case's row lock, so reports on different cases overlap their
+/// round trips to the database, and two on one case wait for each other.
+pub const COMPLETIONS_AT_ONCE: usize = 4;
+
 /// Runs the orchestrator's consumer of the completions queue: `apply`
 /// applies one report; an error hands it back to be delivered again.
 pub async fn run_completion_consumer<F>(
@@ -392,7 +397,7 @@ where
             .register(move |_| {
                 WorkerBuilder::new(name.clone())
                     .backend(storage.clone().poll_with_strategy(polling.clone()))
-                    .concurrency(1)
+                    .concurrency(COMPLETIONS_AT_ONCE)
                     .data(Arc::clone(&apply))
                     .build(consume::<F>)
             })
