@@ -159,6 +159,16 @@ impl Database {
     }
 }
 
+impl Database {
+    /// Sets a server setting for every new session on this database.
+    pub fn set(&self, setting: &str, value: &str) {
+        psql(
+            &self.admin,
+            &format!("ALTER DATABASE {} SET {setting} TO {value}", self.name),
+        );
+    }
+}
+
 impl Drop for Database {
     fn drop(&mut self) {
         if self.keep {

@@ -388,3 +388,31 @@ fn postgres_restarted_mid_run() {
     let found = rig.finish(Some(fault));
     assert_eq!(found.completed, 5);
 }
+
+/// Scenario 5's lesson, checked where an operator sees it: `serve` on a
+/// database that confirms commits before they are durable says so at
+/// start, and says nothing when commits are synchronous.
+#[test]
+fn serve_warns_when_the_database_may_lose_confirmed_commits() {
+    const WARNING: &str = "confirms commits before they are durable";
+    for (setting, warned) in [("off", true), ("on", false)] {
+        let Some(db) = docket_tests::chaos::Database::create(&format!("sync_{setting}")) else {
+            return;
+        };
+        db.set("synchronous_commit", setting);
+        let log = std::env::temp_dir().join(format!(
+            "docket-serve-sync-{setting}-{}.log",
+            std::process::id()
+        ));
+        // The API answers once the start-up checks are done.
+        let (serve, _) = docket_tests::serve_api_logged(&db.url, &[], &log);
+        drop(serve);
+        let text = std::fs::read_to_string(&log).expect("serve's log");
+        let _ = std::fs::remove_file(&log);
+        assert_eq!(
+            text.contains(WARNING),
+            warned,
+            "synchronous_commit={setting}:\n{text}"
+        );
+    }
+}
