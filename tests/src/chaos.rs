@@ -27,7 +27,7 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -550,25 +550,50 @@ impl Rig {
         self.spawn_worker_with(&[])
     }
 
-    /// Starts a worker whose clock is `offset` off the machine's (libfaketime's
-    /// syntax: `-3m`, `+90`), wall and monotonic clocks both. `false` (the
-    /// scenario is skipped) outside CI when libfaketime is not installed.
-    pub fn worker_with_clock(&mut self, offset: &str) -> bool {
+    /// Runs a worker whose wall clock is `offset` off the machine's
+    /// (libfaketime's syntax: `-3m`, `+90`), as a machine whose clock has
+    /// drifted would be: its monotonic clock is left alone. Returns how it
+    /// ended (it is expected to refuse to start) and what it logged, or
+    /// `None` (the scenario is skipped) outside CI when libfaketime is not
+    /// installed.
+    pub fn worker_with_clock(&mut self, offset: &str) -> Option<(ExitStatus, String)> {
         let Some(lib) = libfaketime() else {
             assert!(
                 std::env::var("CI").as_deref() != Ok("true"),
                 "libfaketime is not installed (ops/test installs it)"
             );
             eprintln!("skipped: libfaketime is not installed (apt-get install libfaketime)");
-            return false;
+            return None;
         };
         let lib = lib.display().to_string();
-        let worker = self.spawn_worker_with(&[("LD_PRELOAD", lib.as_str()), ("FAKETIME", offset)]);
-        self.workers.push(worker);
-        true
+        let log = self.dir.join(format!("worker-clock{offset}.log"));
+        let mut worker = self.spawn_worker_to(
+            &[
+                ("LD_PRELOAD", lib.as_str()),
+                ("FAKETIME", offset),
+                ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
+            ],
+            Stdio::from(std::fs::File::create(&log).expect("log")),
+        );
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let status = loop {
+            if let Some(status) = worker.0.try_wait().expect("wait") {
+                break status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "a worker with its clock {offset} did not refuse to start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        Some((status, std::fs::read_to_string(&log).unwrap_or_default()))
     }
 
     fn spawn_worker_with(&self, env: &[(&str, &str)]) -> Stop {
+        self.spawn_worker_to(env, self.log("worker"))
+    }
+
+    fn spawn_worker_to(&self, env: &[(&str, &str)], log: Stdio) -> Stop {
         let sim = format!("http://127.0.0.1:{}", self.sim_port);
         let child = Command::new(binary("worker"))
             .envs(env.iter().copied())
@@ -585,7 +610,7 @@ impl Rig {
             .args(["--concurrency", "4", "--grace", "1s"])
             .env("DOCKET_LOG", "info,docket_workers::pool=debug")
             .stdout(Stdio::null())
-            .stderr(self.log("worker"))
+            .stderr(log)
             .spawn()
             .expect("start worker");
         Stop(child)

@@ -128,9 +128,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
         ..RedisSettings::default()
     };
     let keyring = Keyring::parse(&args.job_keys).context("--job-keys")?;
-    let conn = transport::connect(&args.redis_url, &settings)
+    let mut conn = transport::connect(&args.redis_url, &settings)
         .await
         .context("connecting to Redis")?;
+    let offset = transport::check_clock(&mut conn, &settings)
+        .await
+        .context("reading Redis's clock")??;
+    tracing::info!(offset_s = offset, "clock within reach of Redis's");
     // A handler whose service is not configured is not registered: its
     // jobs fail at once with a reason instead of waiting on nothing.
     let mut handlers = Handlers::new()

@@ -281,6 +281,75 @@ impl Stream for Wake {
     }
 }
 
+/// This process's clock is too far from Redis's to take part in a pool.
+#[derive(Debug)]
+pub struct ClockSkew {
+    /// Seconds this clock is ahead of Redis's (negative: behind).
+    pub offset: f64,
+    pub allowed: Duration,
+}
+
+impl std::fmt::Display for ClockSkew {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "this machine's clock is {:.1} s {} Redis's, more than the {:.1} s allowed: \
+             workers stamp their heartbeats with their own clocks and compare them, so with \
+             clocks this far apart they take each other for dead and run each other's jobs \
+             again; set the clock right (NTP) and start again",
+            self.offset.abs(),
+            if self.offset < 0.0 {
+                "behind"
+            } else {
+                "ahead of"
+            },
+            self.allowed.as_secs_f64()
+        )
+    }
+}
+
+impl std::error::Error for ClockSkew {}
+
+impl RedisSettings {
+    /// How far a member's wall clock may be from Redis's. apalis-redis takes
+    /// a worker for dead when its last heartbeat, stamped with its own clock,
+    /// is `heartbeat × missed_heartbeats` old by another worker's clock: two
+    /// clocks this far from Redis's, in opposite directions, still leave a
+    /// heartbeat's margin.
+    pub fn allowed_clock_skew(&self) -> Duration {
+        let missed = u32::try_from(self.missed_heartbeats.saturating_sub(1)).unwrap_or(u32::MAX);
+        (self.heartbeat * missed.max(1)) / 2
+    }
+}
+
+/// Seconds this process's wall clock is ahead of Redis's (negative:
+/// behind), measured over one `TIME` round trip.
+pub async fn clock_offset(conn: &mut ConnectionManager) -> Result<f64, redis::RedisError> {
+    let epoch = |t: std::time::SystemTime| {
+        t.duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64())
+    };
+    let before = epoch(std::time::SystemTime::now());
+    let (secs, micros): (u64, u64) = redis::cmd("TIME").query_async(conn).await?;
+    let after = epoch(std::time::SystemTime::now());
+    let redis_now = secs as f64 + micros as f64 / 1e6;
+    Ok((before + after) / 2.0 - redis_now)
+}
+
+/// Refuses a clock further from Redis's than `settings` allow.
+pub async fn check_clock(
+    conn: &mut ConnectionManager,
+    settings: &RedisSettings,
+) -> Result<Result<f64, ClockSkew>, redis::RedisError> {
+    let offset = clock_offset(conn).await?;
+    let allowed = settings.allowed_clock_skew();
+    Ok(if offset.abs() > allowed.as_secs_f64() {
+        Err(ClockSkew { offset, allowed })
+    } else {
+        Ok(offset)
+    })
+}
+
 /// Connects with a response timeout, and reconnects on its own after Redis
 /// restarts.
 pub async fn connect(url: &str, settings: &RedisSettings) -> Result<ConnectionManager, RedisError> {

@@ -102,7 +102,11 @@ impl Serve {
                     wake_url: Some(url.clone()),
                     ..RedisSettings::default()
                 };
-                let conn = docket_workers::redis::connect(url, &redis).await?;
+                let mut conn = docket_workers::redis::connect(url, &redis).await?;
+                // The completions consumer heartbeats like a worker.
+                docket_workers::redis::check_clock(&mut conn, &redis)
+                    .await
+                    .context("reading Redis's clock")??;
                 let name = format!(
                     "orchestrator-{}-{}",
                     std::process::id(),
