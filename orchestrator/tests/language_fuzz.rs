@@ -324,6 +324,8 @@ fn pathological_inputs_are_refused_without_crashing() {
         .map(|i| format!("{}k{i}:", " ".repeat(i)))
         .collect::<Vec<_>>()
         .join("\n");
+    // YAML also ends a line at a lone `\r`.
+    let deep_block_cr = deep_block.replace('\n', "\r");
     let long_line = format!("workflow: {}", "x".repeat(2_000_000));
     let many_keys = (0..50_000)
         .map(|i| format!("k{i}: v"))
@@ -340,6 +342,7 @@ fn pathological_inputs_are_refused_without_crashing() {
     for (name, source) in [
         ("deep flow nesting", deep_flow),
         ("deep block nesting", deep_block),
+        ("deep block nesting, lines ended by \\r", deep_block_cr),
         ("a 2 MB line", long_line),
         ("50,000 keys", many_keys),
         ("5,000 extra steps", many_steps),

@@ -77,7 +77,10 @@ pub const MAX_DEPTH: usize = 64;
 fn too_deep(source: &str) -> Option<Pos> {
     let mut indents: Vec<usize> = Vec::new();
     let mut flow = 0usize;
-    for (n, line) in source.lines().enumerate() {
+    // YAML ends a line at `\r\n`, `\r` or `\n`; `str::lines` misses the
+    // lone `\r`, and a file could hide its nesting behind it.
+    let lines = source.split("\r\n").flat_map(|l| l.split(['\r', '\n']));
+    for (n, line) in lines.enumerate() {
         let at = |column: usize| {
             Some(Pos {
                 line: n + 1,
