@@ -547,7 +547,7 @@ impl Rig {
     /// A `worker` on the identity and bench queues, heartbeating every
     /// second, calling the simulator.
     pub fn spawn_worker(&self) -> Stop {
-        self.spawn_worker_with(&[])
+        self.spawn_worker_to(&[], self.log("worker"))
     }
 
     /// Runs a worker whose wall clock is `offset` off the machine's
@@ -556,7 +556,7 @@ impl Rig {
     /// ended (it is expected to refuse to start) and what it logged, or
     /// `None` (the scenario is skipped) outside CI when libfaketime is not
     /// installed.
-    pub fn worker_with_clock(&mut self, offset: &str) -> Option<(ExitStatus, String)> {
+    pub fn worker_with_clock(&self, offset: &str) -> Option<(ExitStatus, String)> {
         let Some(lib) = libfaketime() else {
             assert!(
                 std::env::var("CI").as_deref() != Ok("true"),
@@ -575,22 +575,10 @@ impl Rig {
             ],
             Stdio::from(std::fs::File::create(&log).expect("log")),
         );
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let status = loop {
-            if let Some(status) = worker.0.try_wait().expect("wait") {
-                break status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "a worker with its clock {offset} did not refuse to start"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        };
+        let status = worker
+            .exit_within(Duration::from_secs(60))
+            .unwrap_or_else(|| panic!("a worker with its clock {offset} did not refuse to start"));
         Some((status, std::fs::read_to_string(&log).unwrap_or_default()))
-    }
-
-    fn spawn_worker_with(&self, env: &[(&str, &str)]) -> Stop {
-        self.spawn_worker_to(env, self.log("worker"))
     }
 
     fn spawn_worker_to(&self, env: &[(&str, &str)], log: Stdio) -> Stop {

@@ -98,6 +98,21 @@ impl Stop {
             panic!("{what} exited ({status}): {err}");
         }
     }
+
+    /// How the process ended, once it has, or `None` if it is still
+    /// running after `within`.
+    pub fn exit_within(&mut self, within: std::time::Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            if let Ok(Some(status)) = self.0.try_wait() {
+                return Some(status);
+            }
+            if std::time::Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
 }
 
 impl Drop for Stop {

@@ -57,14 +57,7 @@ fn orchestrator_killed_between_commit_and_dispatch() {
         rig.start();
     }
     let mut crashing = rig.serve_with(&[("DOCKET_FAULT_ABORT_BEFORE_DISPATCH", "2")], &[]);
-    let deadline = Instant::now() + WITHIN;
-    let status = loop {
-        if let Some(status) = crashing.0.try_wait().expect("wait") {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "the fault did not fire");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = crashing.exit_within(WITHIN).expect("the fault fired");
     assert!(!status.success(), "the orchestrator was meant to abort");
     let fault = Utc::now();
     rig.serve();

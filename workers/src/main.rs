@@ -131,9 +131,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let mut conn = transport::connect(&args.redis_url, &settings)
         .await
         .context("connecting to Redis")?;
-    let offset = transport::check_clock(&mut conn, &settings)
-        .await
-        .context("reading Redis's clock")??;
+    let offset = transport::check_clock(&mut conn, &settings).await?;
     tracing::info!(offset_s = offset, "clock within reach of Redis's");
     // A handler whose service is not configured is not registered: its
     // jobs fail at once with a reason instead of waiting on nothing.

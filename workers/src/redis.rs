@@ -199,8 +199,9 @@ async fn promote<T>(storage: &mut RedisStorage<T>, id: &str) {
 /// worker then fetches until the queue is empty.
 ///
 /// Every subscriber hears every push: with many workers on one queue,
-/// each push wakes all of them and one gets the job. Polling stays on beside it, so a message lost while the
-/// subscription reconnects costs one poll interval, no more.
+/// each push wakes all of them and one gets the job. Polling stays on
+/// beside it, so a message lost while the subscription reconnects costs
+/// one poll interval, no more.
 #[derive(Debug, Clone)]
 struct Wake(Arc<WakeInner>);
 
@@ -336,18 +337,26 @@ pub async fn clock_offset(conn: &mut ConnectionManager) -> Result<f64, redis::Re
     Ok((before + after) / 2.0 - redis_now)
 }
 
-/// Refuses a clock further from Redis's than `settings` allow.
+#[derive(Debug, thiserror::Error)]
+pub enum ClockError {
+    #[error("cannot read Redis's clock")]
+    Unreadable(#[source] redis::RedisError),
+    #[error(transparent)]
+    Skewed(ClockSkew),
+}
+
+/// This process's clock offset from Redis's (see [`clock_offset`]), or
+/// a refusal when it is further off than `settings` allow.
 pub async fn check_clock(
     conn: &mut ConnectionManager,
     settings: &RedisSettings,
-) -> Result<Result<f64, ClockSkew>, redis::RedisError> {
-    let offset = clock_offset(conn).await?;
+) -> Result<f64, ClockError> {
+    let offset = clock_offset(conn).await.map_err(ClockError::Unreadable)?;
     let allowed = settings.allowed_clock_skew();
-    Ok(if offset.abs() > allowed.as_secs_f64() {
-        Err(ClockSkew { offset, allowed })
-    } else {
-        Ok(offset)
-    })
+    if offset.abs() > allowed.as_secs_f64() {
+        return Err(ClockError::Skewed(ClockSkew { offset, allowed }));
+    }
+    Ok(offset)
 }
 
 /// Connects with a response timeout, and reconnects on its own after Redis

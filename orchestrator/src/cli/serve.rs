@@ -104,9 +104,7 @@ impl Serve {
                 };
                 let mut conn = docket_workers::redis::connect(url, &redis).await?;
                 // The completions consumer heartbeats like a worker.
-                docket_workers::redis::check_clock(&mut conn, &redis)
-                    .await
-                    .context("reading Redis's clock")??;
+                docket_workers::redis::check_clock(&mut conn, &redis).await?;
                 let name = format!(
                     "orchestrator-{}-{}",
                     std::process::id(),
