@@ -44,7 +44,7 @@ docket_install_services() {
     [[ -n $(_docket_find redis-server) && -n $(_docket_find redis-cli) ]] || pkgs+=(redis-server)
     [[ -n $(_docket_pg_bindir) ]] || pkgs+=(postgresql)
     [[ -n $(_docket_smtp_python) ]] || pkgs+=(python3-aiosmtpd)
-    # The chaos suite's skewed-clock workers (tests/src/chaos.rs).
+    # The chaos suite's skewed-clock workers (tests/src/chaos/mod.rs).
     compgen -G "/usr/lib/*/faketime/libfaketime.so.1" >/dev/null || pkgs+=(libfaketime)
     if ((${#pkgs[@]} == 0)); then return 0; fi
     local sudo=()
