@@ -28,14 +28,7 @@ fn worker_killed_mid_job() {
     let Some(mut rig) = Rig::new("worker_killed_mid_job", "1500ms") else {
         return;
     };
-    rig.serve();
-    rig.worker();
-    for _ in 0..4 {
-        rig.start();
-    }
-    rig.wait_until("a worker holds a job", WITHIN, |r| {
-        r.redis.job_in_flight("identity")
-    });
+    four_cases_with_a_job_in_flight(&mut rig);
     let fault = Utc::now();
     rig.kill_worker(0);
     rig.worker();
@@ -102,14 +95,7 @@ fn redis_flushall_mid_run() {
     let Some(mut rig) = Rig::new("redis_flushall_mid_run", "1s") else {
         return;
     };
-    rig.serve();
-    rig.worker();
-    for _ in 0..4 {
-        rig.start();
-    }
-    rig.wait_until("a worker holds a job", WITHIN, |r| {
-        r.redis.job_in_flight("identity")
-    });
+    four_cases_with_a_job_in_flight(&mut rig);
     let fault = Utc::now();
     assert_eq!(rig.redis.cli(&["flushall"]), "OK");
     rig.wait_all_completed(WITHIN);
@@ -124,14 +110,7 @@ fn redis_restarted_without_persistence_mid_run() {
     let Some(mut rig) = Rig::new("redis_restarted_without_persistence_mid_run", "1s") else {
         return;
     };
-    rig.serve();
-    rig.worker();
-    for _ in 0..4 {
-        rig.start();
-    }
-    rig.wait_until("a worker holds a job", WITHIN, |r| {
-        r.redis.job_in_flight("identity")
-    });
+    four_cases_with_a_job_in_flight(&mut rig);
     let fault = Utc::now();
     rig.redis.restart();
     // A case started after the restart runs too.
@@ -149,14 +128,7 @@ fn redis_answering_slowly() {
     let Some(mut rig) = Rig::new("redis_answering_slowly", "1s") else {
         return;
     };
-    rig.serve();
-    rig.worker();
-    for _ in 0..4 {
-        rig.start();
-    }
-    rig.wait_until("a worker holds a job", WITHIN, |r| {
-        r.redis.job_in_flight("identity")
-    });
+    four_cases_with_a_job_in_flight(&mut rig);
     rig.redis.signal("STOP");
     std::thread::sleep(Duration::from_secs(7));
     rig.redis.signal("CONT");
@@ -323,6 +295,20 @@ fn hanging_service_attempt_times_out_and_is_retried() {
     assert_eq!(found.completed, 2);
     assert!(found.timeouts >= 2, "{found:?}");
     assert!(found.retries >= 2, "{found:?}");
+}
+
+/// Starts an orchestrator, a worker and four cases, and returns once a
+/// worker holds one of their jobs: the moment the Redis and worker faults
+/// strike.
+fn four_cases_with_a_job_in_flight(rig: &mut Rig) {
+    rig.serve();
+    rig.worker();
+    for _ in 0..4 {
+        rig.start();
+    }
+    rig.wait_until("a worker holds a job", WITHIN, |r| {
+        r.redis.job_in_flight("identity")
+    });
 }
 
 /// The attempts of `case` that timed out or failed, in history order.
