@@ -126,6 +126,7 @@ impl Node {
             &self.transport,
             &mut self.completions,
             Settings::default(),
+            true,
         )
         .await
         .expect("a round")

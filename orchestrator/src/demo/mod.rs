@@ -250,6 +250,7 @@ async fn settle<S: Store>(
             &*embedded.transport,
             &mut embedded.completions,
             settings,
+            true,
         )
         .await?;
         if !done.is_idle() {

@@ -74,13 +74,14 @@ impl Round {
     }
 }
 
-/// One round: apply the reports that arrived, dispatch waiting jobs, fire
-/// due timers and due schedules.
+/// One round: apply the reports that arrived, dispatch waiting jobs, and
+/// when `sweep` is set fire due timers and due schedules.
 pub async fn round<S: Store>(
     orch: &Orchestrator<S>,
     transport: &dyn Transport,
     completions: &mut mpsc::UnboundedReceiver<Completion>,
     settings: Settings,
+    sweep: bool,
 ) -> Result<Round, RuntimeError> {
     let mut done = Round::default();
     while let Ok((attempt_id, outcome)) = completions.try_recv() {
@@ -94,8 +95,10 @@ pub async fn round<S: Store>(
             super::dispatcher::DispatchError::Store(s) => RuntimeError::from(s),
             super::dispatcher::DispatchError::Transport(t) => RuntimeError::Transport(t),
         })?;
-    done.timers = orch.fire_due_timers(settings.timer_batch).await?;
-    done.schedules = orch.fire_due_schedules(settings.timer_batch).await?;
+    if sweep {
+        done.timers = orch.fire_due_timers(settings.timer_batch).await?;
+        done.schedules = orch.fire_due_schedules(settings.timer_batch).await?;
+    }
     Ok(done)
 }
 
@@ -134,6 +137,12 @@ pub async fn run<S: Store>(
     wake: Arc<Notify>,
 ) {
     let mut synced: Option<tokio::time::Instant> = None;
+    // While completions keep the loop busy, timers and schedules are still
+    // looked at once per poll, not on every round: a busy loop would
+    // otherwise spend as many statements asking as applying (BENCHMARKS.md).
+    // A sweep that found work is followed by another at once.
+    let mut swept: Option<tokio::time::Instant> = None;
+    let mut found = false;
     loop {
         if *shutdown.borrow() {
             return;
@@ -148,8 +157,15 @@ pub async fn run<S: Store>(
             }
             synced = Some(tokio::time::Instant::now());
         }
-        let idle = match round(&orch, &*transport, &mut completions, settings).await {
-            Ok(done) => done.is_idle(),
+        let sweep = found || swept.is_none_or(|at| at.elapsed() >= settings.poll);
+        if sweep {
+            swept = Some(tokio::time::Instant::now());
+        }
+        let idle = match round(&orch, &*transport, &mut completions, settings, sweep).await {
+            Ok(done) => {
+                found = done.timers > 0 || done.schedules > 0;
+                done.is_idle()
+            }
             Err(e) => {
                 tracing::error!(error = %e, "orchestrator round failed; retrying");
                 true
