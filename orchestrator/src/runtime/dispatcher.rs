@@ -3,7 +3,7 @@
 //! SQL, where it costs nothing, and the transport never holds a list long
 //! enough to slow it down (apalis-redis 1.0.0 fails at 8,000 due jobs).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use futures_util::future::BoxFuture;
@@ -30,6 +30,10 @@ pub enum DispatchError {
 
 /// Dispatches waiting jobs, oldest first, up to `window` outstanding jobs
 /// per queue. Returns how many were dispatched.
+///
+/// The jobs of a round are claimed in one transaction and then pushed, so
+/// a round costs the database a few statements whatever its size: per
+/// job, a claim of its own was four (BENCHMARKS.md).
 pub async fn dispatch_once<S: Store>(
     store: &S,
     transport: &dyn Transport,
@@ -37,28 +41,139 @@ pub async fn dispatch_once<S: Store>(
     now: DateTime<Utc>,
 ) -> Result<usize, DispatchError> {
     let waiting = store.waiting_jobs(None, 1_000).await?;
-    let mut outstanding: BTreeMap<String, u64> = BTreeMap::new();
-    let mut dispatched = 0;
+    let mut room: BTreeMap<String, u64> = BTreeMap::new();
+    let mut picked = Vec::new();
     for record in waiting {
-        let queue = record.job.queue.clone();
-        let count = match outstanding.get(&queue) {
-            Some(n) => *n,
-            None => store.dispatched_unfinished(&queue).await?,
+        let left = match room.get_mut(&record.job.queue) {
+            Some(left) => left,
+            None => {
+                let outstanding = store.dispatched_unfinished(&record.job.queue).await?;
+                room.entry(record.job.queue.clone())
+                    .or_insert(window.saturating_sub(outstanding))
+            }
         };
-        if count >= window {
-            outstanding.insert(queue, count);
-            continue;
+        if *left > 0 {
+            *left -= 1;
+            picked.push(record);
         }
-        // Claimed first, so that of several orchestrators one pushes it.
-        if !store.mark_dispatched(record.id, now).await? {
-            continue;
-        }
+    }
+    let ids: Vec<i64> = picked.iter().map(|r| r.id).collect();
+    // Claimed first, so that of several orchestrators one pushes each job.
+    let claimed: HashSet<i64> = store.claim_jobs(&ids, now).await?.into_iter().collect();
+    let mut to_push = picked.into_iter().filter(|r| claimed.contains(&r.id));
+    let mut dispatched = 0;
+    while let Some(record) = to_push.next() {
+        let id = record.id;
         if let Err(e) = transport.push(record.job).await {
-            store.release_dispatch(record.id).await?;
+            let unpushed: Vec<i64> = std::iter::once(id).chain(to_push.map(|r| r.id)).collect();
+            store.release_jobs(&unpushed).await?;
             return Err(e.into());
         }
-        outstanding.insert(queue, count + 1);
         dispatched += 1;
     }
     Ok(dispatched)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use chrono::TimeZone;
+
+    use super::*;
+    use crate::engine;
+    use crate::privacy::DataKeys;
+    use crate::store::sqlite::SqliteStore;
+    use crate::testing::{ctx, input};
+
+    /// Takes `accept` jobs, then refuses every other.
+    #[derive(Debug)]
+    struct Flaky {
+        accept: usize,
+        pushed: Mutex<Vec<String>>,
+    }
+
+    impl Transport for Flaky {
+        fn push(&self, job: Job) -> BoxFuture<'_, Result<(), TransportError>> {
+            let mut pushed = self.pushed.lock().expect("not poisoned");
+            let result = if pushed.len() < self.accept {
+                pushed.push(job.case_id);
+                Ok(())
+            } else {
+                Err(TransportError("full".into()))
+            };
+            Box::pin(async move { result })
+        }
+    }
+
+    async fn store_with_cases(cases: &[&str]) -> SqliteStore {
+        let store = SqliteStore::in_memory()
+            .await
+            .expect("store")
+            .with_data_keys(DataKeys::ephemeral());
+        store.migrate().await.expect("migrate");
+        let now = Utc
+            .with_ymd_and_hms(2026, 3, 2, 1, 0, 0)
+            .single()
+            .expect("a valid time");
+        let definition = store
+            .deploy("residence-permit", 1, "h", "s", now)
+            .await
+            .expect("deploy");
+        for case in cases {
+            let decision = engine::start(ctx(now), case, input(false)).expect("start");
+            store
+                .insert_case(definition.id, &decision, "test", now)
+                .await
+                .expect("insert");
+        }
+        store
+    }
+
+    #[tokio::test]
+    async fn a_round_keeps_to_the_window_and_gives_back_what_the_transport_refused() {
+        let store = store_with_cases(&["c1", "c2", "c3", "c4"]).await;
+        let now = Utc::now();
+        let transport = Flaky {
+            accept: 1,
+            pushed: Mutex::default(),
+        };
+        // A window of 3: c4 is not even claimed. c1 goes out, c2 is refused,
+        // and c2 and c3, claimed with it, wait again.
+        let refused = dispatch_once(&store, &transport, 3, now).await;
+        assert!(
+            matches!(refused, Err(DispatchError::Transport(_))),
+            "{refused:?}"
+        );
+        assert_eq!(*transport.pushed.lock().expect("not poisoned"), ["c1"]);
+        let waiting: Vec<String> = store
+            .waiting_jobs(None, 10)
+            .await
+            .expect("waiting")
+            .into_iter()
+            .map(|r| r.job.case_id)
+            .collect();
+        assert_eq!(waiting, ["c2", "c3", "c4"]);
+
+        let transport = Flaky {
+            accept: usize::MAX,
+            pushed: Mutex::default(),
+        };
+        let queue = store.waiting_jobs(None, 1).await.expect("waiting")[0]
+            .job
+            .queue
+            .clone();
+        assert_eq!(store.dispatched_unfinished(&queue).await.expect("count"), 1);
+        assert_eq!(
+            dispatch_once(&store, &transport, 3, now)
+                .await
+                .expect("dispatch"),
+            2,
+            "one of the window of 3 is still out"
+        );
+        assert_eq!(
+            *transport.pushed.lock().expect("not poisoned"),
+            ["c2", "c3"]
+        );
+    }
 }

@@ -250,25 +250,43 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> impl Future<Output = Result<Vec<OutboxRecord>, StoreError>> + Send;
 
-    /// Claims a waiting job for the transport, before it is pushed: of
-    /// several orchestrators that read the same waiting job, one claims it
-    /// (`true`); the others get `false` and leave it. The attempt's
-    /// timeout timer is pushed to `now` plus the job's timeout, so time
-    /// spent waiting in the outbox does not count against the attempt —
-    /// and a process that dies between the claim and the push leaves a job
-    /// that comes back when that timer fires.
+    /// Claims waiting jobs for the transport, before they are pushed, in
+    /// one transaction; returns the ids claimed. Of several orchestrators
+    /// that read the same waiting job, one claims it; the others leave it
+    /// out, as they do a job withdrawn since (its attempt settled). Each
+    /// claimed attempt's timeout timer is pushed to `now` plus the job's
+    /// timeout, so time spent waiting in the outbox does not count against
+    /// the attempt — and a process that dies between the claim and the
+    /// push leaves a job that comes back when that timer fires.
+    fn claim_jobs(
+        &self,
+        outbox_ids: &[i64],
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Vec<i64>, StoreError>> + Send;
+
+    /// Gives back claimed jobs the transport refused, so that the next
+    /// round dispatches them again.
+    fn release_jobs(
+        &self,
+        outbox_ids: &[i64],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// [`Store::claim_jobs`] of one job: whether it was claimed.
     fn mark_dispatched(
         &self,
         outbox_id: i64,
         now: DateTime<Utc>,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        async move { Ok(!self.claim_jobs(&[outbox_id], now).await?.is_empty()) }
+    }
 
-    /// Gives back a claimed job the transport refused, so that the next
-    /// round dispatches it again.
+    /// [`Store::release_jobs`] of one job.
     fn release_dispatch(
         &self,
         outbox_id: i64,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        async move { self.release_jobs(&[outbox_id]).await }
+    }
 
     /// Jobs handed to the transport whose attempt has not finished, per
     /// queue: what the transport should hold.

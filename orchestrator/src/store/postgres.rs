@@ -18,7 +18,7 @@ use super::rows::{
     SummaryRow, TimerRow,
 };
 use super::schedules::is_firing_attempt;
-use super::write::{self, JobOwner, Write};
+use super::write::{self, JobOwner, TimerWrite, Write};
 use super::{
     ActiveCases, CaseFilter, CaseRecord, CaseSummary, Claim, Claimed, DefinitionRecord, DueTimer,
     Firing, FiringUpdate, HistoryRecord, Lock, OutboxRecord, ScheduleRecord, ScheduleSpec, Store,
@@ -39,9 +39,87 @@ const LOCK_CASE_OR_SKIP: &str = "\
 
 const CASE_EXISTS: &str = "SELECT EXISTS (SELECT 1 FROM cases WHERE id = $1)";
 
-/// Deletes the case's timers whose ids are not in the array `$2`.
-const DELETE_OTHER_TIMERS: &str = "\
-    DELETE FROM timers WHERE case_id = $1 AND NOT (id = ANY ($2))";
+/// A decision's history rows (`$4`–`$7`: seq, kind, payload and hash of
+/// each) and the case's new chain head `$8`.
+const INSERT_HISTORY: &str = "\
+    WITH rows AS ( \
+        INSERT INTO history (case_id, seq, at, actor, kind, payload, hash) \
+        SELECT $1, seq, $2, $3, kind, payload, hash \
+        FROM UNNEST($4::bigint[], $5::text[], $6::jsonb[], $7::text[]) AS r (seq, kind, payload, hash) \
+    ) \
+    UPDATE cases SET history_head = $8 WHERE id = $1";
+
+/// `sql::INSERT_ATTEMPT` and then, if it inserted, `sql::INSERT_OUTBOX`
+/// with the job `$7`.
+macro_rules! enqueue {
+    ($owner:literal) => {
+        concat!(
+            "WITH attempt AS ( \
+                INSERT INTO attempts (id, ",
+            $owner,
+            ", step, handler, queue, status, scheduled_at) \
+                VALUES ($1, $2, $3, $4, $5, 'scheduled', $6) \
+                ON CONFLICT (id) DO NOTHING RETURNING id \
+            ) \
+            INSERT INTO outbox (attempt_id, queue, job, created_at) \
+            SELECT id, $5, $7, $6 FROM attempt \
+            ON CONFLICT (attempt_id) DO NOTHING"
+        )
+    };
+}
+const ENQUEUE_CASE_JOB: &str = enqueue!("case_id");
+const ENQUEUE_FIRING_JOB: &str = enqueue!("firing_id");
+
+/// `sql::FINISH_ATTEMPT` and `sql::WITHDRAW_WAITING_JOB` for the attempts
+/// in the array `$1`.
+const FINISH_ATTEMPTS: &str = "\
+    WITH finished AS ( \
+        UPDATE attempts SET status = 'finished', finished_at = $2 \
+        WHERE id = ANY ($1) AND status <> 'finished' \
+    ) \
+    DELETE FROM outbox WHERE attempt_id = ANY ($1) AND dispatched_at IS NULL";
+
+/// The case's timers made those of its state: the others (not in `$2`)
+/// deleted, those the decision set or moved (`$3`–`$5`: id, due, kind)
+/// written as `sql::SET_TIMER` does, the unchanged ones (`$6`–`$8`) as
+/// `sql::KEEP_TIMER` does.
+const WRITE_TIMERS: &str = "\
+    WITH gone AS ( \
+        DELETE FROM timers WHERE case_id = $1 AND NOT (id = ANY ($2)) \
+    ), kept AS ( \
+        INSERT INTO timers (case_id, id, due_at, kind) \
+        SELECT $1, id, due, kind \
+        FROM UNNEST($6::text[], $7::timestamptz[], $8::jsonb[]) AS t (id, due, kind) \
+        ON CONFLICT (case_id, id) DO NOTHING \
+    ) \
+    INSERT INTO timers (case_id, id, due_at, kind) \
+    SELECT $1, id, due, kind \
+    FROM UNNEST($3::text[], $4::timestamptz[], $5::jsonb[]) AS t (id, due, kind) \
+    ON CONFLICT (case_id, id) DO UPDATE SET due_at = excluded.due_at, kind = excluded.kind";
+
+/// The claim of the outbox rows whose ids are in the array `$1`: of
+/// concurrent claims of one row, one changes it.
+const CLAIM_JOBS: &str = "\
+    UPDATE outbox SET dispatched_at = $2 WHERE id = ANY ($1) AND dispatched_at IS NULL \
+    RETURNING id, CAST(job AS TEXT) AS job, created_at, \
+    CAST(NULL AS TEXT) AS data_key, CAST(NULL AS TEXT) AS case_id";
+
+const MARK_ATTEMPTS_DISPATCHED: &str = "\
+    UPDATE attempts SET status = 'dispatched', dispatched_at = $2 \
+    WHERE id = ANY ($1) AND status <> 'finished'";
+
+/// `sql::PUSH_ATTEMPT_TIMEOUT` for the attempts of many cases at once:
+/// the arrays hold each timer's case, kind and new due time.
+const PUSH_ATTEMPT_TIMEOUTS: &str = "\
+    UPDATE timers t SET due_at = v.due \
+    FROM UNNEST($1::text[], $2::jsonb[], $3::timestamptz[]) AS v (case_id, kind, due) \
+    WHERE t.case_id = v.case_id AND t.kind = v.kind AND t.due_at < v.due";
+
+const RELEASE_ATTEMPTS: &str = "\
+    UPDATE attempts SET status = 'scheduled', dispatched_at = NULL \
+    WHERE id IN (SELECT attempt_id FROM outbox WHERE id = ANY ($1)) AND status = 'dispatched'";
+
+const RELEASE_OUTBOX: &str = "UPDATE outbox SET dispatched_at = NULL WHERE id = ANY ($1)";
 
 /// Retires the workflow's schedules whose ids are not in the array `$2`.
 const RETIRE_OTHER_SCHEDULES: &str = "\
@@ -113,7 +191,9 @@ impl PgStore {
     }
 }
 
-/// Writes everything a decision changes except the case row.
+/// Writes everything a decision changes except the case row, in a few
+/// statements whatever the decision's size: each is a round trip and the
+/// database's CPU goes mostly to statements, not rows (BENCHMARKS.md).
 async fn write(
     conn: &mut PgConnection,
     w: &Write<'_>,
@@ -122,21 +202,20 @@ async fn write(
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     let sealed = w.sealed(previous, actor, now)?;
-    for row in &sealed.rows {
-        sqlx::query(sql::INSERT_HISTORY)
+    if !sealed.rows.is_empty() {
+        let seqs: Vec<i64> = sealed.rows.iter().map(|r| r.seq).collect();
+        let kinds: Vec<&str> = sealed.rows.iter().map(|r| r.kind).collect();
+        let payloads: Vec<Json<&serde_json::Value>> =
+            sealed.rows.iter().map(|r| Json(&r.payload)).collect();
+        let hashes: Vec<&str> = sealed.rows.iter().map(|r| r.hash.as_str()).collect();
+        sqlx::query(INSERT_HISTORY)
             .bind(w.case_id)
-            .bind(row.seq)
             .bind(sealed.at)
             .bind(actor)
-            .bind(row.kind)
-            .bind(Json(&row.payload))
-            .bind(&row.hash)
-            .execute(&mut *conn)
-            .await?;
-    }
-    if !sealed.rows.is_empty() {
-        sqlx::query(sql::SET_HISTORY_HEAD)
-            .bind(w.case_id)
+            .bind(seqs)
+            .bind(kinds)
+            .bind(payloads)
+            .bind(hashes)
             .bind(&sealed.head)
             .execute(&mut *conn)
             .await?;
@@ -150,41 +229,42 @@ async fn write(
             .execute(&mut *conn)
             .await?;
     }
-    for attempt_id in &w.finished {
-        sqlx::query(sql::FINISH_ATTEMPT)
-            .bind(attempt_id)
+    if !w.finished.is_empty() {
+        sqlx::query(FINISH_ATTEMPTS)
+            .bind(&w.finished)
             .bind(now)
             .execute(&mut *conn)
             .await?;
-        sqlx::query(sql::WITHDRAW_WAITING_JOB)
-            .bind(attempt_id)
-            .execute(&mut *conn)
-            .await?;
     }
-    sqlx::query(DELETE_OTHER_TIMERS)
+    let (set, kept): (Vec<_>, Vec<_>) = w.timers.iter().partition(|t| t.changed);
+    let (set, kept) = (timer_columns(&set), timer_columns(&kept));
+    sqlx::query(WRITE_TIMERS)
         .bind(w.case_id)
         .bind(w.timer_ids())
+        .bind(set.0)
+        .bind(set.1)
+        .bind(set.2)
+        .bind(kept.0)
+        .bind(kept.1)
+        .bind(kept.2)
         .execute(&mut *conn)
         .await?;
-    for t in &w.timers {
-        let sql = if t.changed {
-            sql::SET_TIMER
-        } else {
-            sql::KEEP_TIMER
-        };
-        sqlx::query(sql)
-            .bind(w.case_id)
-            .bind(&t.timer.id)
-            .bind(t.timer.due)
-            .bind(Json(&t.timer.kind))
-            .execute(&mut *conn)
-            .await?;
-    }
     Ok(())
 }
 
-/// Schedules a job: its attempt and its outbox row. A job scheduled
-/// before (a decision written again) is left as it is.
+/// Timers as the columns of `WRITE_TIMERS`: ids, due times, kinds.
+fn timer_columns<'a>(
+    timers: &[&TimerWrite<'a>],
+) -> (Vec<&'a str>, Vec<DateTime<Utc>>, Vec<Json<&'a TimerKind>>) {
+    (
+        timers.iter().map(|t| t.timer.id.as_str()).collect(),
+        timers.iter().map(|t| t.timer.due).collect(),
+        timers.iter().map(|t| Json(&t.timer.kind)).collect(),
+    )
+}
+
+/// Schedules a job: its attempt and its outbox row, in one statement. A
+/// job scheduled before (a decision written again) is left as it is.
 async fn enqueue_job(
     conn: &mut PgConnection,
     owner: JobOwner<'_>,
@@ -193,29 +273,21 @@ async fn enqueue_job(
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     let insert = match owner {
-        JobOwner::Case(case_id) => sqlx::query(sql::INSERT_ATTEMPT)
+        JobOwner::Case(case_id) => sqlx::query(ENQUEUE_CASE_JOB)
             .bind(&job.attempt_id)
             .bind(case_id),
-        JobOwner::Firing(firing_id) => sqlx::query(sql::INSERT_FIRING_ATTEMPT)
+        JobOwner::Firing(firing_id) => sqlx::query(ENQUEUE_FIRING_JOB)
             .bind(&job.attempt_id)
             .bind(firing_id),
     };
-    let scheduled = insert
+    insert
         .bind(&job.step)
         .bind(&job.handler)
         .bind(&job.queue)
         .bind(now)
+        .bind(Json(write::stored_job(job, key)))
         .execute(&mut *conn)
         .await?;
-    if scheduled.rows_affected() == 1 {
-        sqlx::query(sql::INSERT_OUTBOX)
-            .bind(&job.attempt_id)
-            .bind(&job.queue)
-            .bind(Json(write::stored_job(job, key)))
-            .bind(now)
-            .execute(&mut *conn)
-            .await?;
-    }
     Ok(())
 }
 
@@ -468,34 +540,38 @@ impl Store for PgStore {
         Ok(rows::readable_jobs(rows, &self.keys))
     }
 
-    async fn mark_dispatched(
+    async fn claim_jobs(
         &self,
-        outbox_id: i64,
+        outbox_ids: &[i64],
         now: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let row: Option<OutboxRow> = sqlx::query_as(sql::OUTBOX_JOB)
-            .bind(outbox_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        // Withdrawn: its attempt settled before it was dispatched.
-        let Some(row) = row else { return Ok(false) };
-        let job = row.into_sealed_job()?;
-        let claimed = sqlx::query(sql::MARK_OUTBOX_DISPATCHED)
-            .bind(outbox_id)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        if claimed.rows_affected() == 0 {
-            tx.rollback().await?;
-            return Ok(false);
+    ) -> Result<Vec<i64>, StoreError> {
+        if outbox_ids.is_empty() {
+            return Ok(Vec::new());
         }
-        sqlx::query(sql::MARK_ATTEMPT_DISPATCHED)
-            .bind(&job.attempt_id)
+        let mut tx = self.pool.begin().await?;
+        // A withdrawn job (its attempt settled) or one another orchestrator
+        // claimed is not returned.
+        let rows: Vec<OutboxRow> = sqlx::query_as(CLAIM_JOBS)
+            .bind(outbox_ids)
+            .bind(now)
+            .fetch_all(&mut *tx)
+            .await?;
+        if rows.is_empty() {
+            tx.rollback().await?;
+            return Ok(Vec::new());
+        }
+        let claimed = rows::claimed_jobs(rows)?;
+        let attempts: Vec<&str> = claimed.iter().map(|(_, j)| j.attempt_id.as_str()).collect();
+        sqlx::query(MARK_ATTEMPTS_DISPATCHED)
+            .bind(&attempts)
             .bind(now)
             .execute(&mut *tx)
             .await?;
-        if let Some(due) = write::timeout_from(&job, now) {
+        let mut timeouts = (Vec::new(), Vec::new(), Vec::new());
+        for (_, job) in &claimed {
+            let Some(due) = write::timeout_from(job, now) else {
+                continue;
+            };
             if is_firing_attempt(&job.attempt_id) {
                 sqlx::query(sql::PUSH_FIRING_TIMEOUT)
                     .bind(&job.attempt_id)
@@ -506,26 +582,31 @@ impl Store for PgStore {
                 let kind = TimerKind::AttemptTimeout {
                     attempt_id: job.attempt_id.clone(),
                 };
-                sqlx::query(sql::PUSH_ATTEMPT_TIMEOUT)
-                    .bind(&job.case_id)
-                    .bind(Json(&kind))
-                    .bind(due)
-                    .execute(&mut *tx)
-                    .await?;
+                timeouts.0.push(job.case_id.as_str());
+                timeouts.1.push(Json(kind));
+                timeouts.2.push(due);
             }
         }
+        if !timeouts.0.is_empty() {
+            sqlx::query(PUSH_ATTEMPT_TIMEOUTS)
+                .bind(timeouts.0)
+                .bind(timeouts.1)
+                .bind(timeouts.2)
+                .execute(&mut *tx)
+                .await?;
+        }
         tx.commit().await?;
-        Ok(true)
+        Ok(claimed.into_iter().map(|(id, _)| id).collect())
     }
 
-    async fn release_dispatch(&self, outbox_id: i64) -> Result<(), StoreError> {
+    async fn release_jobs(&self, outbox_ids: &[i64]) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query(sql::RELEASE_ATTEMPT)
-            .bind(outbox_id)
+        sqlx::query(RELEASE_ATTEMPTS)
+            .bind(outbox_ids)
             .execute(&mut *tx)
             .await?;
-        sqlx::query(sql::RELEASE_OUTBOX)
-            .bind(outbox_id)
+        sqlx::query(RELEASE_OUTBOX)
+            .bind(outbox_ids)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;

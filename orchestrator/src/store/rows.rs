@@ -212,6 +212,14 @@ impl OutboxRow {
     }
 }
 
+/// Claimed outbox rows with their jobs as stored (parameters sealed):
+/// what a claim needs to mark their attempts and push their timers.
+pub(super) fn claimed_jobs(rows: Vec<OutboxRow>) -> Result<Vec<(i64, Job)>, StoreError> {
+    rows.into_iter()
+        .map(|row| Ok((row.id, row.into_sealed_job()?)))
+        .collect()
+}
+
 /// The waiting jobs that can be read. A job that cannot is logged and
 /// left in the outbox for an operator: one bad row must not stop every
 /// other job from being dispatched.

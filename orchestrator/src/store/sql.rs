@@ -133,22 +133,6 @@ pub(super) const WAITING_JOBS: &str =
 pub(super) const WAITING_JOBS_IN_QUEUE: &str =
     outbox_select!("WHERE o.dispatched_at IS NULL AND o.queue = $1 ORDER BY o.id LIMIT $2");
 
-pub(super) const OUTBOX_JOB: &str = outbox_select!("WHERE o.id = $1");
-
-/// The claim: of concurrent claims of one row, one changes it.
-pub(super) const MARK_OUTBOX_DISPATCHED: &str = "\
-    UPDATE outbox SET dispatched_at = $2 WHERE id = $1 AND dispatched_at IS NULL";
-
-pub(super) const RELEASE_ATTEMPT: &str = "\
-    UPDATE attempts SET status = 'scheduled', dispatched_at = NULL \
-    WHERE id = (SELECT attempt_id FROM outbox WHERE id = $1) AND status = 'dispatched'";
-
-pub(super) const RELEASE_OUTBOX: &str = "UPDATE outbox SET dispatched_at = NULL WHERE id = $1";
-
-pub(super) const MARK_ATTEMPT_DISPATCHED: &str = "\
-    UPDATE attempts SET status = 'dispatched', dispatched_at = $2 \
-    WHERE id = $1 AND status <> 'finished'";
-
 pub(super) const DISPATCHED_UNFINISHED: &str = "\
     SELECT count(*) FROM attempts WHERE queue = $1 AND status = 'dispatched'";
 

@@ -39,6 +39,26 @@ static MIGRATOR: Migrator = sqlx::migrate!("../migrations/sqlite");
 const DELETE_OTHER_TIMERS: &str = "\
     DELETE FROM timers WHERE case_id = $1 AND id NOT IN (SELECT value FROM json_each($2))";
 
+/// The claim of the outbox rows whose ids are in the JSON array `$1`: of
+/// concurrent claims of one row, one changes it.
+const CLAIM_JOBS: &str = "\
+    UPDATE outbox SET dispatched_at = $2 \
+    WHERE id IN (SELECT value FROM json_each($1)) AND dispatched_at IS NULL \
+    RETURNING id, CAST(job AS TEXT) AS job, created_at, \
+    CAST(NULL AS TEXT) AS data_key, CAST(NULL AS TEXT) AS case_id";
+
+const MARK_ATTEMPTS_DISPATCHED: &str = "\
+    UPDATE attempts SET status = 'dispatched', dispatched_at = $2 \
+    WHERE id IN (SELECT value FROM json_each($1)) AND status <> 'finished'";
+
+const RELEASE_ATTEMPTS: &str = "\
+    UPDATE attempts SET status = 'scheduled', dispatched_at = NULL \
+    WHERE id IN (SELECT attempt_id FROM outbox WHERE id IN (SELECT value FROM json_each($1))) \
+    AND status = 'dispatched'";
+
+const RELEASE_OUTBOX: &str = "\
+    UPDATE outbox SET dispatched_at = NULL WHERE id IN (SELECT value FROM json_each($1))";
+
 /// Retires the workflow's schedules whose ids are not in the JSON array `$2`.
 const RETIRE_OTHER_SCHEDULES: &str = "\
     UPDATE schedules SET retired_at = $3, updated_at = $3 \
@@ -502,34 +522,37 @@ impl Store for SqliteStore {
         Ok(rows::readable_jobs(rows, &self.keys))
     }
 
-    async fn mark_dispatched(
+    async fn claim_jobs(
         &self,
-        outbox_id: i64,
+        outbox_ids: &[i64],
         now: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
-        let mut tx = self.begin().await?;
-        let row: Option<OutboxRow> = sqlx::query_as(sql::OUTBOX_JOB)
-            .bind(outbox_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        // Withdrawn: its attempt settled before it was dispatched.
-        let Some(row) = row else { return Ok(false) };
-        let job = row.into_sealed_job()?;
-        let claimed = sqlx::query(sql::MARK_OUTBOX_DISPATCHED)
-            .bind(outbox_id)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        if claimed.rows_affected() == 0 {
-            tx.rollback().await?;
-            return Ok(false);
+    ) -> Result<Vec<i64>, StoreError> {
+        if outbox_ids.is_empty() {
+            return Ok(Vec::new());
         }
-        sqlx::query(sql::MARK_ATTEMPT_DISPATCHED)
-            .bind(&job.attempt_id)
+        let mut tx = self.begin().await?;
+        // A withdrawn job (its attempt settled) or one another process
+        // claimed is not returned.
+        let rows: Vec<OutboxRow> = sqlx::query_as(CLAIM_JOBS)
+            .bind(Json(outbox_ids))
+            .bind(now)
+            .fetch_all(&mut *tx)
+            .await?;
+        if rows.is_empty() {
+            tx.rollback().await?;
+            return Ok(Vec::new());
+        }
+        let claimed = rows::claimed_jobs(rows)?;
+        let attempts: Vec<&str> = claimed.iter().map(|(_, j)| j.attempt_id.as_str()).collect();
+        sqlx::query(MARK_ATTEMPTS_DISPATCHED)
+            .bind(Json(&attempts))
             .bind(now)
             .execute(&mut *tx)
             .await?;
-        if let Some(due) = write::timeout_from(&job, now) {
+        for (_, job) in &claimed {
+            let Some(due) = write::timeout_from(job, now) else {
+                continue;
+            };
             if is_firing_attempt(&job.attempt_id) {
                 sqlx::query(sql::PUSH_FIRING_TIMEOUT)
                     .bind(&job.attempt_id)
@@ -549,17 +572,17 @@ impl Store for SqliteStore {
             }
         }
         tx.commit().await?;
-        Ok(true)
+        Ok(claimed.into_iter().map(|(id, _)| id).collect())
     }
 
-    async fn release_dispatch(&self, outbox_id: i64) -> Result<(), StoreError> {
+    async fn release_jobs(&self, outbox_ids: &[i64]) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
-        sqlx::query(sql::RELEASE_ATTEMPT)
-            .bind(outbox_id)
+        sqlx::query(RELEASE_ATTEMPTS)
+            .bind(Json(outbox_ids))
             .execute(&mut *tx)
             .await?;
-        sqlx::query(sql::RELEASE_OUTBOX)
-            .bind(outbox_id)
+        sqlx::query(RELEASE_OUTBOX)
+            .bind(Json(outbox_ids))
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;

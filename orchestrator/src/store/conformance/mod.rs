@@ -362,6 +362,7 @@ conformance!(
     the_timers_table_follows_the_state,
     due_timers_come_earliest_first,
     jobs_go_out_and_come_back,
+    jobs_are_claimed_together,
     corrupt_rows_are_reported_not_panicked,
     cases_are_listed_newest_first,
     concurrent_completions_apply_once,

@@ -586,6 +586,73 @@ pub(crate) async fn jobs_go_out_and_come_back<S: Tamper>(store: &S) {
     assert!(!store.mark_dispatched(-1, now).await.expect("no such job"));
 }
 
+pub(crate) async fn jobs_are_claimed_together<S: Tamper>(store: &S) {
+    let cases = ["case-a", "case-b", "case-c"];
+    let mut decisions = Vec::new();
+    for case in cases {
+        decisions.push(started(store, case, false, t0()).await);
+    }
+    let queue = job(&decisions[0]).queue.clone();
+    let waiting = store.waiting_jobs(None, 10).await.expect("waiting");
+    let ids: Vec<i64> = waiting.iter().map(|r| r.id).collect();
+    assert_eq!(ids.len(), 3);
+    // case-c's job is withdrawn (the case cancelled) before the claim, and
+    // case-b's is claimed first by another orchestrator.
+    written(
+        apply(
+            store,
+            "case-c",
+            Command::Cancel {
+                reason: "test".into(),
+            },
+            t0(),
+        )
+        .await
+        .expect("cancel"),
+    );
+    let sent = t0() + Duration::minutes(10);
+    assert!(store.mark_dispatched(ids[1], sent).await.expect("b"));
+    let claimed = store
+        .claim_jobs(&[ids[0], ids[1], ids[2], -1], sent)
+        .await
+        .expect("claim");
+    assert_eq!(claimed, [ids[0]], "only the job still waiting");
+    assert_eq!(store.dispatched_unfinished(&queue).await.expect("count"), 2);
+    let timeout = Duration::minutes(2);
+    for case in ["case-a", "case-b"] {
+        let due: Vec<DateTime<Utc>> = timer_rows(store, case)
+            .await
+            .into_iter()
+            .map(|(_, due)| due)
+            .collect();
+        assert_eq!(
+            due,
+            [sent + timeout],
+            "{case}'s timeout counts from dispatch"
+        );
+    }
+    assert!(
+        store
+            .claim_jobs(&ids, sent)
+            .await
+            .expect("again")
+            .is_empty()
+    );
+    assert!(store.claim_jobs(&[], sent).await.expect("none").is_empty());
+
+    // Given back together, both wait again.
+    store.release_jobs(&ids[..2]).await.expect("release");
+    assert_eq!(store.dispatched_unfinished(&queue).await.expect("count"), 0);
+    let again: Vec<i64> = store
+        .waiting_jobs(None, 10)
+        .await
+        .expect("waiting")
+        .iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(again, ids[..2]);
+}
+
 pub(crate) async fn corrupt_rows_are_reported_not_panicked<S: Tamper>(store: &S) {
     // A state that does not decode.
     started(store, "case-s", false, t0()).await;
