@@ -3,7 +3,7 @@
 //! SQL, where it costs nothing, and the transport never holds a list long
 //! enough to slow it down (apalis-redis 1.0.0 fails at 8,000 due jobs).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use futures_util::future::BoxFuture;
@@ -40,27 +40,26 @@ pub async fn dispatch_once<S: Store>(
     window: u64,
     now: DateTime<Utc>,
 ) -> Result<usize, DispatchError> {
-    let waiting = store.waiting_jobs(None, 1_000).await?;
+    let waiting = store.waiting(1_000).await?;
     let mut room: BTreeMap<String, u64> = BTreeMap::new();
     let mut picked = Vec::new();
-    for record in waiting {
-        let left = match room.get_mut(&record.job.queue) {
+    for job in waiting {
+        let left = match room.get_mut(&job.queue) {
             Some(left) => left,
             None => {
-                let outstanding = store.dispatched_unfinished(&record.job.queue).await?;
-                room.entry(record.job.queue.clone())
+                let outstanding = store.dispatched_unfinished(&job.queue).await?;
+                room.entry(job.queue)
                     .or_insert(window.saturating_sub(outstanding))
             }
         };
         if *left > 0 {
             *left -= 1;
-            picked.push(record);
+            picked.push(job.id);
         }
     }
-    let ids: Vec<i64> = picked.iter().map(|r| r.id).collect();
     // Claimed first, so that of several orchestrators one pushes each job.
-    let claimed: HashSet<i64> = store.claim_jobs(&ids, now).await?.into_iter().collect();
-    let mut to_push = picked.into_iter().filter(|r| claimed.contains(&r.id));
+    let claimed = store.claim_jobs(&picked, now).await?;
+    let mut to_push = claimed.into_iter();
     let mut dispatched = 0;
     while let Some(record) = to_push.next() {
         let id = record.id;

@@ -88,6 +88,14 @@ pub struct OutboxRecord {
     pub created_at: DateTime<Utc>,
 }
 
+/// A job waiting in the outbox, as a dispatcher chooses among them: before
+/// it claims them, and before their parameters are opened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WaitingJob {
+    pub id: i64,
+    pub queue: String,
+}
+
 /// A timer that has fallen due.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DueTimer {
@@ -250,19 +258,29 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> impl Future<Output = Result<Vec<OutboxRecord>, StoreError>> + Send;
 
+    /// Jobs not yet handed to the transport, oldest first, by id and queue
+    /// only: reading (and opening) every waiting job each round would cost
+    /// more than dispatching the few there is room for.
+    fn waiting(
+        &self,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<WaitingJob>, StoreError>> + Send;
+
     /// Claims waiting jobs for the transport, before they are pushed, in
-    /// one transaction; returns the ids claimed. Of several orchestrators
-    /// that read the same waiting job, one claims it; the others leave it
-    /// out, as they do a job withdrawn since (its attempt settled). Each
-    /// claimed attempt's timeout timer is pushed to `now` plus the job's
-    /// timeout, so time spent waiting in the outbox does not count against
-    /// the attempt — and a process that dies between the claim and the
-    /// push leaves a job that comes back when that timer fires.
+    /// one transaction; returns the jobs claimed, opened, oldest first. Of
+    /// several orchestrators that read the same waiting job, one claims it;
+    /// the others leave it out, as they do a job withdrawn since (its
+    /// attempt settled) and one that cannot be read (logged, and left
+    /// waiting for an operator). Each claimed attempt's timeout timer is
+    /// pushed to `now` plus the job's timeout, so time spent waiting in the
+    /// outbox does not count against the attempt — and a process that dies
+    /// between the claim and the push leaves a job that comes back when
+    /// that timer fires.
     fn claim_jobs(
         &self,
         outbox_ids: &[i64],
         now: DateTime<Utc>,
-    ) -> impl Future<Output = Result<Vec<i64>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Vec<OutboxRecord>, StoreError>> + Send;
 
     /// Gives back claimed jobs the transport refused, so that the next
     /// round dispatches them again.

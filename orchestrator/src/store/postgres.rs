@@ -15,14 +15,14 @@ use sqlx::types::Json;
 
 use super::rows::{
     self, ActiveCaseRow, CaseRow, DefinitionRow, FiringRow, HistoryRow, OutboxRow, ScheduleRow,
-    SummaryRow, TimerRow,
+    SummaryRow, TimerRow, WaitingRow,
 };
 use super::schedules::is_firing_attempt;
 use super::write::{self, JobOwner, TimerWrite, Write};
 use super::{
     ActiveCases, CaseFilter, CaseRecord, CaseSummary, Claim, Claimed, DefinitionRecord, DueTimer,
     Firing, FiringUpdate, HistoryRecord, Lock, OutboxRecord, ScheduleRecord, ScheduleSpec, Store,
-    StoreError, Updated, sql,
+    StoreError, Updated, WaitingJob, sql,
 };
 use crate::engine::{Decision, Job, Rejection, TimerKind};
 use crate::privacy::{CaseKey, DataKeys};
@@ -100,9 +100,14 @@ const WRITE_TIMERS: &str = "\
 /// The claim of the outbox rows whose ids are in the array `$1`: of
 /// concurrent claims of one row, one changes it.
 const CLAIM_JOBS: &str = "\
-    UPDATE outbox SET dispatched_at = $2 WHERE id = ANY ($1) AND dispatched_at IS NULL \
-    RETURNING id, CAST(job AS TEXT) AS job, created_at, \
-    CAST(NULL AS TEXT) AS data_key, CAST(NULL AS TEXT) AS case_id";
+    WITH claimed AS ( \
+        UPDATE outbox SET dispatched_at = $2 WHERE id = ANY ($1) AND dispatched_at IS NULL \
+        RETURNING id, attempt_id, job, created_at \
+    ) \
+    SELECT o.id, CAST(o.job AS TEXT) AS job, o.created_at, a.case_id, c.data_key \
+    FROM claimed o JOIN attempts a ON a.id = o.attempt_id \
+    LEFT JOIN cases c ON c.id = a.case_id \
+    ORDER BY o.id";
 
 const MARK_ATTEMPTS_DISPATCHED: &str = "\
     UPDATE attempts SET status = 'dispatched', dispatched_at = $2 \
@@ -540,35 +545,47 @@ impl Store for PgStore {
         Ok(rows::readable_jobs(rows, &self.keys))
     }
 
+    async fn waiting(&self, limit: u32) -> Result<Vec<WaitingJob>, StoreError> {
+        let rows: Vec<WaitingRow> = sqlx::query_as(sql::WAITING)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.into_iter().map(WaitingJob::from).collect())
+    }
+
     async fn claim_jobs(
         &self,
         outbox_ids: &[i64],
         now: DateTime<Utc>,
-    ) -> Result<Vec<i64>, StoreError> {
+    ) -> Result<Vec<OutboxRecord>, StoreError> {
         if outbox_ids.is_empty() {
             return Ok(Vec::new());
         }
         let mut tx = self.pool.begin().await?;
-        // A withdrawn job (its attempt settled) or one another orchestrator
-        // claimed is not returned.
         let rows: Vec<OutboxRow> = sqlx::query_as(CLAIM_JOBS)
             .bind(outbox_ids)
             .bind(now)
             .fetch_all(&mut *tx)
             .await?;
-        if rows.is_empty() {
-            tx.rollback().await?;
-            return Ok(Vec::new());
+        let (claimed, unreadable) = rows::open_claimed(rows, &self.keys);
+        if !unreadable.is_empty() {
+            sqlx::query(RELEASE_OUTBOX)
+                .bind(&unreadable)
+                .execute(&mut *tx)
+                .await?;
         }
-        let claimed = rows::claimed_jobs(rows)?;
-        let attempts: Vec<&str> = claimed.iter().map(|(_, j)| j.attempt_id.as_str()).collect();
+        if claimed.is_empty() {
+            tx.commit().await?;
+            return Ok(claimed);
+        }
+        let attempts: Vec<&str> = claimed.iter().map(|r| r.job.attempt_id.as_str()).collect();
         sqlx::query(MARK_ATTEMPTS_DISPATCHED)
             .bind(&attempts)
             .bind(now)
             .execute(&mut *tx)
             .await?;
         let mut timeouts = (Vec::new(), Vec::new(), Vec::new());
-        for (_, job) in &claimed {
+        for job in claimed.iter().map(|r| &r.job) {
             let Some(due) = write::timeout_from(job, now) else {
                 continue;
             };
@@ -596,7 +613,7 @@ impl Store for PgStore {
                 .await?;
         }
         tx.commit().await?;
-        Ok(claimed.into_iter().map(|(id, _)| id).collect())
+        Ok(claimed)
     }
 
     async fn release_jobs(&self, outbox_ids: &[i64]) -> Result<(), StoreError> {

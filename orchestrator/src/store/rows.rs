@@ -8,6 +8,7 @@ use serde::de::DeserializeOwned;
 use super::schedules::{ActiveCases, Firing, FiringStatus, ScheduleRecord};
 use super::{
     CaseRecord, CaseSummary, DefinitionRecord, DueTimer, HistoryRecord, OutboxRecord, StoreError,
+    WaitingJob,
 };
 use crate::engine::{CaseState, Job};
 use crate::privacy::{CaseKey, DataKeys};
@@ -170,6 +171,21 @@ impl HistoryRow {
 }
 
 #[derive(Debug, sqlx::FromRow)]
+pub(super) struct WaitingRow {
+    id: i64,
+    queue: String,
+}
+
+impl From<WaitingRow> for WaitingJob {
+    fn from(row: WaitingRow) -> Self {
+        WaitingJob {
+            id: row.id,
+            queue: row.queue,
+        }
+    }
+}
+
+#[derive(Debug, sqlx::FromRow)]
 pub(super) struct OutboxRow {
     id: i64,
     job: String,
@@ -180,12 +196,6 @@ pub(super) struct OutboxRow {
 }
 
 impl OutboxRow {
-    /// The job as stored, its parameters still sealed: enough to claim
-    /// it (attempt, case, timeout).
-    pub(super) fn into_sealed_job(self) -> Result<Job, StoreError> {
-        decode(&self.job, || format!("outbox job {}", self.id))
-    }
-
     /// The job with its parameters opened.
     pub(super) fn into_record(self, keys: &DataKeys) -> Result<OutboxRecord, StoreError> {
         let key = match &self.case_id {
@@ -212,12 +222,24 @@ impl OutboxRow {
     }
 }
 
-/// Claimed outbox rows with their jobs as stored (parameters sealed):
-/// what a claim needs to mark their attempts and push their timers.
-pub(super) fn claimed_jobs(rows: Vec<OutboxRow>) -> Result<Vec<(i64, Job)>, StoreError> {
-    rows.into_iter()
-        .map(|row| Ok((row.id, row.into_sealed_job()?)))
-        .collect()
+/// Claimed outbox rows opened: the jobs that can be read, and the ids of
+/// those that cannot (logged), which the claim gives back to wait for an
+/// operator.
+pub(super) fn open_claimed(rows: Vec<OutboxRow>, keys: &DataKeys) -> (Vec<OutboxRecord>, Vec<i64>) {
+    let mut readable = Vec::with_capacity(rows.len());
+    let mut unreadable = Vec::new();
+    for row in rows {
+        let id = row.id;
+        match row.into_record(keys) {
+            Ok(record) => readable.push(record),
+            Err(e) => {
+                let cause = std::error::Error::source(&e).map(ToString::to_string);
+                tracing::error!(error = %e, cause, "leaving an outbox job that cannot be read");
+                unreadable.push(id);
+            }
+        }
+    }
+    (readable, unreadable)
 }
 
 /// The waiting jobs that can be read. A job that cannot is logged and

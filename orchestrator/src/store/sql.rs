@@ -127,11 +127,19 @@ macro_rules! outbox_select {
     };
 }
 
+pub(super) const WAITING: &str = "\
+    SELECT id, queue FROM outbox WHERE dispatched_at IS NULL ORDER BY id LIMIT $1";
+
 pub(super) const WAITING_JOBS: &str =
     outbox_select!("WHERE o.dispatched_at IS NULL ORDER BY o.id LIMIT $1");
 
 pub(super) const WAITING_JOBS_IN_QUEUE: &str =
     outbox_select!("WHERE o.dispatched_at IS NULL AND o.queue = $1 ORDER BY o.id LIMIT $2");
+
+/// The jobs of the JSON array `$1`, oldest first: what SQLite's claim
+/// returns (PostgreSQL's reads them in the claim's own statement).
+pub(super) const JOBS_IN: &str =
+    outbox_select!("WHERE o.id IN (SELECT value FROM json_each($1)) ORDER BY o.id");
 
 pub(super) const DISPATCHED_UNFINISHED: &str = "\
     SELECT count(*) FROM attempts WHERE queue = $1 AND status = 'dispatched'";

@@ -21,14 +21,14 @@ use sqlx::{AssertSqlSafe, Sqlite, Transaction};
 
 use super::rows::{
     self, ActiveCaseRow, CaseRow, DefinitionRow, FiringRow, HistoryRow, OutboxRow, ScheduleRow,
-    SummaryRow, TimerRow,
+    SummaryRow, TimerRow, WaitingRow,
 };
 use super::schedules::is_firing_attempt;
 use super::write::{self, JobOwner, Write};
 use super::{
     ActiveCases, CaseFilter, CaseRecord, CaseSummary, Claim, Claimed, DefinitionRecord, DueTimer,
     Firing, FiringUpdate, HistoryRecord, Lock, OutboxRecord, ScheduleRecord, ScheduleSpec, Store,
-    StoreError, Updated, sql,
+    StoreError, Updated, WaitingJob, sql,
 };
 use crate::engine::{Decision, Job, Rejection, TimerKind};
 use crate::privacy::{CaseKey, DataKeys};
@@ -44,8 +44,7 @@ const DELETE_OTHER_TIMERS: &str = "\
 const CLAIM_JOBS: &str = "\
     UPDATE outbox SET dispatched_at = $2 \
     WHERE id IN (SELECT value FROM json_each($1)) AND dispatched_at IS NULL \
-    RETURNING id, CAST(job AS TEXT) AS job, created_at, \
-    CAST(NULL AS TEXT) AS data_key, CAST(NULL AS TEXT) AS case_id";
+    RETURNING id";
 
 const MARK_ATTEMPTS_DISPATCHED: &str = "\
     UPDATE attempts SET status = 'dispatched', dispatched_at = $2 \
@@ -522,34 +521,46 @@ impl Store for SqliteStore {
         Ok(rows::readable_jobs(rows, &self.keys))
     }
 
+    async fn waiting(&self, limit: u32) -> Result<Vec<WaitingJob>, StoreError> {
+        let rows: Vec<WaitingRow> = sqlx::query_as(sql::WAITING)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.into_iter().map(WaitingJob::from).collect())
+    }
+
     async fn claim_jobs(
         &self,
         outbox_ids: &[i64],
         now: DateTime<Utc>,
-    ) -> Result<Vec<i64>, StoreError> {
+    ) -> Result<Vec<OutboxRecord>, StoreError> {
         if outbox_ids.is_empty() {
             return Ok(Vec::new());
         }
         let mut tx = self.begin().await?;
-        // A withdrawn job (its attempt settled) or one another process
-        // claimed is not returned.
-        let rows: Vec<OutboxRow> = sqlx::query_as(CLAIM_JOBS)
+        let ids: Vec<i64> = sqlx::query_scalar(CLAIM_JOBS)
             .bind(Json(outbox_ids))
             .bind(now)
             .fetch_all(&mut *tx)
             .await?;
-        if rows.is_empty() {
-            tx.rollback().await?;
-            return Ok(Vec::new());
+        let rows: Vec<OutboxRow> = sqlx::query_as(sql::JOBS_IN)
+            .bind(Json(&ids))
+            .fetch_all(&mut *tx)
+            .await?;
+        let (claimed, unreadable) = rows::open_claimed(rows, &self.keys);
+        if !unreadable.is_empty() {
+            sqlx::query(RELEASE_OUTBOX)
+                .bind(Json(&unreadable))
+                .execute(&mut *tx)
+                .await?;
         }
-        let claimed = rows::claimed_jobs(rows)?;
-        let attempts: Vec<&str> = claimed.iter().map(|(_, j)| j.attempt_id.as_str()).collect();
+        let attempts: Vec<&str> = claimed.iter().map(|r| r.job.attempt_id.as_str()).collect();
         sqlx::query(MARK_ATTEMPTS_DISPATCHED)
             .bind(Json(&attempts))
             .bind(now)
             .execute(&mut *tx)
             .await?;
-        for (_, job) in &claimed {
+        for job in claimed.iter().map(|r| &r.job) {
             let Some(due) = write::timeout_from(job, now) else {
                 continue;
             };
@@ -572,7 +583,7 @@ impl Store for SqliteStore {
             }
         }
         tx.commit().await?;
-        Ok(claimed.into_iter().map(|(id, _)| id).collect())
+        Ok(claimed)
     }
 
     async fn release_jobs(&self, outbox_ids: &[i64]) -> Result<(), StoreError> {
