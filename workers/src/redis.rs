@@ -443,7 +443,9 @@ async fn handle(sealed: Sealed, ctx: Data<Context>) -> Result<(), BoxDynError> {
 /// Reports one orchestrator applies at once. Each is its own transaction
 /// under its case's row lock, so reports on different cases overlap their
 /// round trips to the database, and two on one case wait for each other.
-pub const COMPLETIONS_AT_ONCE: usize = 4;
+/// Eight kept two cores busy where four left them a sixth idle; sixteen
+/// gained nothing more (BENCHMARKS.md).
+pub const COMPLETIONS_AT_ONCE: usize = 8;
 
 /// Runs the orchestrator's consumer of the completions queue: `apply`
 /// applies one report; an error hands it back to be delivered again.
