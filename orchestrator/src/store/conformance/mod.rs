@@ -196,6 +196,17 @@ fn complete(attempt_id: &str, outcome: &str) -> Command {
     }
 }
 
+/// The outbox ids of the jobs waiting, oldest first.
+async fn waiting_ids<S: Store>(store: &S) -> Vec<i64> {
+    store
+        .waiting(10)
+        .await
+        .expect("waiting")
+        .into_iter()
+        .map(|w| w.id)
+        .collect()
+}
+
 /// The one job a decision enqueues.
 fn job(decision: &Decision) -> &Job {
     let jobs: Vec<&Job> = decision

@@ -612,14 +612,7 @@ pub(crate) async fn jobs_are_claimed_together<S: Tamper>(store: &S) {
     );
     let sent = t0() + Duration::minutes(10);
     assert!(store.mark_dispatched(ids[1], sent).await.expect("b"));
-    let waiting_ids: Vec<i64> = store
-        .waiting(10)
-        .await
-        .expect("waiting")
-        .into_iter()
-        .map(|w| w.id)
-        .collect();
-    assert_eq!(waiting_ids, [ids[0]]);
+    assert_eq!(waiting_ids(store).await, [ids[0]]);
     let claimed = store
         .claim_jobs(&[ids[0], ids[1], ids[2], -1], sent)
         .await
@@ -743,13 +736,7 @@ pub(crate) async fn corrupt_rows_are_reported_not_panicked<S: Tamper>(store: &S)
     // Nor is it claimed: it stays in the outbox for an operator.
     let claimed = store.claim_jobs(&[bad], t0()).await.expect("claim");
     assert!(claimed.is_empty(), "{claimed:?}");
-    let still: Vec<i64> = store
-        .waiting(10)
-        .await
-        .expect("waiting")
-        .into_iter()
-        .map(|w| w.id)
-        .collect();
+    let still = waiting_ids(store).await;
     assert!(still.contains(&bad), "{still:?}");
 }
 
