@@ -50,12 +50,19 @@ pub enum DefinitionError {
     Store(#[from] StoreError),
 }
 
-/// The definitions this orchestrator has loaded, by id.
+/// The definitions this orchestrator has loaded, by id, and the definition
+/// of each case it has worked on lately.
 #[derive(Debug)]
 pub struct Registry {
     environment: Environment,
     loaded: Mutex<HashMap<i64, Arc<Workflow>>>,
+    of_cases: Mutex<HashMap<String, i64>>,
 }
+
+/// Cases whose definition [`Registry::case_definition`] remembers; past
+/// this it starts over, so memory stays bounded (about 100 bytes a case)
+/// however many cases there are.
+const CASES_REMEMBERED: usize = 10_000;
 
 /// Content hash of a workflow file, hex SHA-256.
 pub fn content_hash(source: &str) -> String {
@@ -70,6 +77,7 @@ impl Registry {
         Registry {
             environment: Environment::new(calendars.keys().cloned()),
             loaded: Mutex::new(HashMap::new()),
+            of_cases: Mutex::new(HashMap::new()),
         }
     }
 
@@ -116,6 +124,34 @@ impl Registry {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<i64, Arc<Workflow>>> {
         self.loaded
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The definition a case runs on, asked of the store once: a case never
+    /// changes definition, and asking before every command was a round trip
+    /// of the ten a completion costs (BENCHMARKS.md).
+    pub async fn case_definition<S: Store>(
+        &self,
+        store: &S,
+        case_id: &str,
+    ) -> Result<Option<i64>, StoreError> {
+        if let Some(id) = self.of_cases().get(case_id) {
+            return Ok(Some(*id));
+        }
+        let Some(id) = store.case_definition(case_id).await? else {
+            return Ok(None);
+        };
+        let mut of_cases = self.of_cases();
+        if of_cases.len() >= CASES_REMEMBERED {
+            of_cases.clear();
+        }
+        of_cases.insert(case_id.to_owned(), id);
+        Ok(Some(id))
+    }
+
+    fn of_cases(&self) -> std::sync::MutexGuard<'_, HashMap<String, i64>> {
+        self.of_cases
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }

@@ -118,8 +118,8 @@ impl<S: Store> Orchestrator<S> {
         lock: Lock,
     ) -> Result<Updated, RuntimeError> {
         let definition_id = self
-            .store
-            .case_definition(case_id)
+            .registry
+            .case_definition(&*self.store, case_id)
             .await?
             .ok_or_else(|| RuntimeError::UnknownCase(case_id.to_owned()))?;
         let definition = self.registry.get(&*self.store, definition_id).await?;
