@@ -71,13 +71,17 @@ const ENQUEUE_CASE_JOB: &str = enqueue!("case_id");
 const ENQUEUE_FIRING_JOB: &str = enqueue!("firing_id");
 
 /// `sql::FINISH_ATTEMPT` and `sql::WITHDRAW_WAITING_JOB` for the attempts
-/// in the array `$1`.
+/// in the array `$1`; the jobs are withdrawn by a join, as `CLAIM_JOBS`
+/// claims them (with `attempt_id = ANY ($1)`, the generic plan PostgreSQL
+/// settled on read every waiting job through the partial index of waiting
+/// jobs: seen with `auto_explain` at saturation).
 const FINISH_ATTEMPTS: &str = "\
     WITH finished AS ( \
         UPDATE attempts SET status = 'finished', finished_at = $2 \
         WHERE id = ANY ($1) AND status <> 'finished' \
     ) \
-    DELETE FROM outbox WHERE attempt_id = ANY ($1) AND dispatched_at IS NULL";
+    DELETE FROM outbox o USING UNNEST($1::text[]) AS f (id) \
+    WHERE o.attempt_id = f.id AND o.dispatched_at IS NULL";
 
 /// The case's timers made those of its state: the others (not in `$2`)
 /// deleted, those the decision set or moved (`$3`–`$5`: id, due, kind)
@@ -98,11 +102,14 @@ const WRITE_TIMERS: &str = "\
     ON CONFLICT (case_id, id) DO UPDATE SET due_at = excluded.due_at, kind = excluded.kind";
 
 /// The claim of the outbox rows whose ids are in the array `$1`: of
-/// concurrent claims of one row, one changes it.
+/// concurrent claims of one row, one changes it. A join rather than
+/// `id = ANY ($1)`, with which a cached generic plan can read every waiting
+/// job through the partial index of waiting jobs to find a few.
 const CLAIM_JOBS: &str = "\
     WITH claimed AS ( \
-        UPDATE outbox SET dispatched_at = $2 WHERE id = ANY ($1) AND dispatched_at IS NULL \
-        RETURNING id, attempt_id, job, created_at \
+        UPDATE outbox o SET dispatched_at = $2 FROM UNNEST($1::bigint[]) AS c (id) \
+        WHERE o.id = c.id AND o.dispatched_at IS NULL \
+        RETURNING o.id, o.attempt_id, o.job, o.created_at \
     ) \
     SELECT o.id, CAST(o.job AS TEXT) AS job, o.created_at, a.case_id, c.data_key \
     FROM claimed o JOIN attempts a ON a.id = o.attempt_id \
