@@ -129,8 +129,8 @@ impl Registry {
     }
 
     /// The definition a case runs on, asked of the store once: a case never
-    /// changes definition, and asking before every command was a round trip
-    /// of the ten a completion costs (BENCHMARKS.md).
+    /// changes definition, and asking before every command would add a
+    /// round trip to the ten a completion costs (BENCHMARKS.md).
     pub async fn case_definition<S: Store>(
         &self,
         store: &S,

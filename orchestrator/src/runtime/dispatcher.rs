@@ -32,8 +32,8 @@ pub enum DispatchError {
 /// per queue. Returns how many were dispatched.
 ///
 /// The jobs of a round are claimed in one transaction and then pushed, so
-/// a round costs the database a few statements whatever its size: per
-/// job, a claim of its own was four (BENCHMARKS.md).
+/// a round costs the database a few statements whatever its size, not a
+/// transaction per job (BENCHMARKS.md).
 pub async fn dispatch_once<S: Store>(
     store: &S,
     transport: &dyn Transport,
