@@ -440,19 +440,21 @@ async fn handle(sealed: Sealed, ctx: Data<Context>) -> Result<(), BoxDynError> {
     Ok(())
 }
 
-/// Reports one orchestrator applies at once. Each is its own transaction
-/// under its case's row lock, so reports on different cases overlap their
-/// round trips to the database, and two on one case wait for each other.
-/// Eight kept two cores busy where four left them a sixth idle; sixteen
-/// gained nothing more (BENCHMARKS.md).
+/// Reports one orchestrator applies at once, at most. Each is its own
+/// transaction under its case's row lock, so reports on different cases
+/// overlap their round trips to the database, and two on one case wait for
+/// each other. Eight kept two cores busy where four left them a sixth idle;
+/// sixteen gained nothing more (BENCHMARKS.md).
 pub const COMPLETIONS_AT_ONCE: usize = 8;
 
 /// Runs the orchestrator's consumer of the completions queue: `apply`
-/// applies one report; an error hands it back to be delivered again.
+/// applies one report, `at_once` of them at a time; an error hands a report
+/// back to be delivered again.
 pub async fn run_completion_consumer<F>(
     name: String,
     conn: ConnectionManager,
     settings: &RedisSettings,
+    at_once: usize,
     apply: Arc<F>,
     stopped: watch::Receiver<bool>,
 ) -> Result<(), BoxDynError>
@@ -477,7 +479,7 @@ where
             .register(move |_| {
                 WorkerBuilder::new(name.clone())
                     .backend(storage.clone().poll_with_strategy(polling.clone()))
-                    .concurrency(COMPLETIONS_AT_ONCE)
+                    .concurrency(at_once)
                     .data(Arc::clone(&apply))
                     .build(consume::<F>)
             })

@@ -318,6 +318,7 @@ impl Consumer {
                 format!("{}-orchestrator", settings.prefix),
                 conn,
                 &settings,
+                transport::COMPLETIONS_AT_ONCE,
                 apply,
                 stopped,
             )

@@ -140,6 +140,7 @@ async fn jobs_run_on_a_redis_worker_and_outcomes_come_back() {
             format!("{}-orchestrator", consumer_settings.prefix),
             consumer_conn,
             &consumer_settings,
+            transport::COMPLETIONS_AT_ONCE,
             apply,
             consumer_stopped,
         )

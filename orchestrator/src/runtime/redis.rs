@@ -68,6 +68,12 @@ pub async fn consume_completions<S: Store>(
     stopped: watch::Receiver<bool>,
     applied: Arc<Notify>,
 ) -> Result<(), BoxDynError> {
+    // More reports in flight than the database has writers only queue in
+    // its pool, in front of the dispatcher's statements: on SQLite's one
+    // connection, eight at once doubled the dispatch latency at half load
+    // that two gave (BENCHMARKS.md). Two keep one report being fetched and
+    // acknowledged while another is written.
+    let at_once = transport::COMPLETIONS_AT_ONCE.min(orch.store.writers().saturating_mul(2));
     let apply = Arc::new(
         move |c: Completion| -> BoxFuture<'static, Result<(), BoxDynError>> {
             let orch = Arc::clone(&orch);
@@ -91,5 +97,5 @@ pub async fn consume_completions<S: Store>(
             })
         },
     );
-    transport::run_completion_consumer(name, conn, &settings, apply, stopped).await
+    transport::run_completion_consumer(name, conn, &settings, at_once, apply, stopped).await
 }

@@ -173,6 +173,12 @@ pub trait Store: Send + Sync + 'static {
     /// Applies the migrations that have not run yet.
     fn migrate(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// How many transactions can write at once: what applying work in
+    /// parallel can use before it only queues for a connection.
+    fn writers(&self) -> usize {
+        usize::MAX
+    }
+
     /// Stores a definition; deploying the same content again returns the
     /// existing record.
     fn deploy(

@@ -270,6 +270,11 @@ async fn enqueue_job(
 }
 
 impl Store for SqliteStore {
+    /// One: the pool's one connection.
+    fn writers(&self) -> usize {
+        1
+    }
+
     async fn migrate(&self) -> Result<(), StoreError> {
         // Two processes opening a new file at once (`serve` and a CLI
         // command) both see no migration applied; the loser's `CREATE`
