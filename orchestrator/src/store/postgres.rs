@@ -41,7 +41,7 @@ const CASE_EXISTS: &str = "SELECT EXISTS (SELECT 1 FROM cases WHERE id = $1)";
 
 /// A decision's history rows (`$4`–`$7`: seq, kind, payload and hash of
 /// each) and the case's new chain head `$8`.
-const INSERT_HISTORY: &str = "\
+const INSERT_HISTORY_ROWS: &str = "\
     WITH rows AS ( \
         INSERT INTO history (case_id, seq, at, actor, kind, payload, hash) \
         SELECT $1, seq, $2, $3, kind, payload, hash \
@@ -203,9 +203,10 @@ impl PgStore {
     }
 }
 
-/// Writes everything a decision changes except the case row, in a few
-/// statements whatever the decision's size: each is a round trip and the
-/// database's CPU goes mostly to statements, not rows (BENCHMARKS.md).
+/// Writes everything a decision changes except the case row, in one
+/// statement per kind of row (and one per job) rather than one per row:
+/// each is a round trip, and the database's CPU goes to statements more
+/// than to rows (BENCHMARKS.md).
 async fn write(
     conn: &mut PgConnection,
     w: &Write<'_>,
@@ -220,7 +221,7 @@ async fn write(
         let payloads: Vec<Json<&serde_json::Value>> =
             sealed.rows.iter().map(|r| Json(&r.payload)).collect();
         let hashes: Vec<&str> = sealed.rows.iter().map(|r| r.hash.as_str()).collect();
-        sqlx::query(INSERT_HISTORY)
+        sqlx::query(INSERT_HISTORY_ROWS)
             .bind(w.case_id)
             .bind(sealed.at)
             .bind(actor)

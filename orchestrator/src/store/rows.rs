@@ -222,9 +222,9 @@ impl OutboxRow {
     }
 }
 
-/// Claimed outbox rows opened: the jobs that can be read, and the ids of
-/// those that cannot (logged), which the claim gives back to wait for an
-/// operator.
+/// Outbox rows opened: the jobs that can be read, and the ids of those that
+/// cannot (logged), which stay in the outbox for an operator — a claim
+/// gives them back.
 pub(super) fn open_claimed(rows: Vec<OutboxRow>, keys: &DataKeys) -> (Vec<OutboxRecord>, Vec<i64>) {
     let mut readable = Vec::with_capacity(rows.len());
     let mut unreadable = Vec::new();
@@ -246,16 +246,7 @@ pub(super) fn open_claimed(rows: Vec<OutboxRow>, keys: &DataKeys) -> (Vec<Outbox
 /// left in the outbox for an operator: one bad row must not stop every
 /// other job from being dispatched.
 pub(super) fn readable_jobs(rows: Vec<OutboxRow>, keys: &DataKeys) -> Vec<OutboxRecord> {
-    rows.into_iter()
-        .filter_map(|row| match row.into_record(keys) {
-            Ok(record) => Some(record),
-            Err(e) => {
-                let cause = std::error::Error::source(&e).map(ToString::to_string);
-                tracing::error!(error = %e, cause, "skipping an outbox job that cannot be read");
-                None
-            }
-        })
-        .collect()
+    open_claimed(rows, keys).0
 }
 
 #[derive(Debug, sqlx::FromRow)]
