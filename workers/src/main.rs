@@ -172,7 +172,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     tracing::info!(handlers = ?handlers, "handlers registered");
     let shared = Shared {
         handlers: Arc::new(handlers),
-        reporter: Arc::new(RedisReporter::new(settings.completions(conn.clone()))),
+        reporter: Arc::new(RedisReporter::new(conn.clone(), &settings)),
     };
     // A fresh id at every start: apalis-redis refuses a name still
     // heartbeating, and a reused one hides a dead worker's jobs from

@@ -1,6 +1,6 @@
 //! The Redis transport against a real Redis: jobs pushed by the
 //! orchestrator's side run on a worker, and every outcome comes back on the
-//! completions queue. Each test uses its own key prefix and deletes its
+//! reports stream. Each test uses its own key prefix and deletes its
 //! keys afterwards; it never touches keys it did not create.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a test that cannot set up must fail
@@ -99,7 +99,7 @@ async fn jobs_run_on_a_redis_worker_and_outcomes_come_back() {
 
     let shared = Shared {
         handlers: Arc::new(Handlers::new().with("materials.check", MaterialsCheck)),
-        reporter: Arc::new(RedisReporter::new(settings.completions(conn.clone()))),
+        reporter: Arc::new(RedisReporter::new(conn.clone(), &settings)),
     };
     let worker_settings = settings.clone();
     let worker_conn = conn.clone();
@@ -135,9 +135,11 @@ async fn jobs_run_on_a_redis_worker_and_outcomes_come_back() {
     let consumer_settings = settings.clone();
     let consumer_conn = conn.clone();
     let (stop_consumer, consumer_stopped) = tokio::sync::watch::channel(false);
+    let consumer_url = url.clone();
     let consumer = tokio::spawn(async move {
         transport::run_completion_consumer(
             format!("{}-orchestrator", consumer_settings.prefix),
+            &consumer_url,
             consumer_conn,
             &consumer_settings,
             transport::COMPLETIONS_AT_ONCE,
@@ -173,27 +175,29 @@ async fn jobs_run_on_a_redis_worker_and_outcomes_come_back() {
         .await
         .expect("sweep jobs");
     assert_eq!(removed, 7);
-    transport::sweep(&mut settings.completions(conn.clone()), &mut sweeper)
-        .await
-        .expect("sweep completions");
     let client = redis::Client::open(url.as_str()).expect("client");
     let mut raw = client
         .get_multiplexed_async_connection()
         .await
         .expect("connect");
-    for queue in ["jobs:materials", "completions"] {
-        let data: usize = redis::cmd("HLEN")
-            .arg(format!("{}:{queue}:data", settings.prefix))
-            .query_async(&mut raw)
-            .await
-            .expect("hlen");
-        let done: bool = redis::cmd("EXISTS")
-            .arg(format!("{}:{queue}:done", settings.prefix))
-            .query_async(&mut raw)
-            .await
-            .expect("exists");
-        assert_eq!((data, done), (0, false), "{queue}");
-    }
+    // Every report applied was acknowledged and deleted.
+    let reports: usize = redis::cmd("XLEN")
+        .arg(settings.reports())
+        .query_async(&mut raw)
+        .await
+        .expect("xlen");
+    assert_eq!(reports, 0, "reports left on the stream");
+    let data: usize = redis::cmd("HLEN")
+        .arg(format!("{}:jobs:materials:data", settings.prefix))
+        .query_async(&mut raw)
+        .await
+        .expect("hlen");
+    let done: bool = redis::cmd("EXISTS")
+        .arg(format!("{}:jobs:materials:done", settings.prefix))
+        .query_async(&mut raw)
+        .await
+        .expect("exists");
+    assert_eq!((data, done), (0, false), "finished jobs left in Redis");
     delete_keys(&url, &settings.prefix).await;
 
     got.sort_by(|a, b| a.attempt_id.cmp(&b.attempt_id));

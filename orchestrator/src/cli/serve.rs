@@ -103,7 +103,8 @@ impl Serve {
                     ..RedisSettings::default()
                 };
                 let mut conn = docket_workers::redis::connect(url, &redis).await?;
-                // The completions consumer heartbeats like a worker.
+                // The jobs it pushes carry its clock: one whose promotion
+                // fails waits until the fetching worker's clock passes it.
                 docket_workers::redis::check_clock(&mut conn, &redis).await?;
                 let name = format!(
                     "orchestrator-{}-{}",
@@ -112,10 +113,10 @@ impl Serve {
                 );
                 background.push(tokio::spawn({
                     let (orch, conn, redis) = (Arc::clone(&orch), conn.clone(), redis.clone());
-                    let (stopped, wake) = (stopped.clone(), Arc::clone(&wake));
+                    let (stopped, wake, url) = (stopped.clone(), Arc::clone(&wake), url.clone());
                     async move {
                         if let Err(e) =
-                            consume_completions(orch, conn, redis, name, stopped, wake).await
+                            consume_completions(orch, &url, conn, redis, name, stopped, wake).await
                         {
                             tracing::error!(error = %e, "the completions consumer stopped");
                         }

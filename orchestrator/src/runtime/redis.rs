@@ -1,6 +1,5 @@
 //! Production mode's transport: jobs go to the Redis worker pool, and the
-//! workers' reports come back on the completions queue and are applied
-//! here. Losing every key in Redis loses no case: the outbox and the
+//! workers' reports come back on the reports stream and are applied here. Losing every key in Redis loses no case: the outbox and the
 //! attempts' timeout timers are in SQL.
 
 use std::collections::HashMap;
@@ -55,13 +54,13 @@ impl Transport for RedisTransport {
     }
 }
 
-/// Consumes the completions queue until `stopped` turns true, applying
-/// each report to its case and notifying `applied` (the loops, which
-/// dispatch the job the report scheduled). A report that cannot be
-/// applied because the database is away is handed back to apalis to be
-/// delivered again.
+/// Consumes the workers' reports until `stopped` turns true, applying
+/// each to its case and notifying `applied` (the loops, which dispatch the
+/// job the report scheduled). A report that cannot be applied because the
+/// database is away stays pending in Redis, to be delivered again.
 pub async fn consume_completions<S: Store>(
     orch: Arc<Orchestrator<S>>,
+    url: &str,
     conn: ConnectionManager,
     settings: RedisSettings,
     name: String,
@@ -97,5 +96,5 @@ pub async fn consume_completions<S: Store>(
             })
         },
     );
-    transport::run_completion_consumer(name, conn, &settings, at_once, apply, stopped).await
+    transport::run_completion_consumer(name, url, conn, &settings, at_once, apply, stopped).await
 }

@@ -2,7 +2,7 @@
 //! `worker` runs ([`docket_workers::redis::run_pool`] with
 //! [`RedisSettings::default`]: one job per fetch, 5 s heartbeats, 200 ms
 //! polling; jobs sealed), minus what only Docket adds — the orchestrator,
-//! SQL and the report on the completions queue.
+//! SQL and the report on the reports stream.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -438,7 +438,7 @@ impl Rig {
         });
     }
 
-    /// Pushes a report for `attempt_id` onto the completions queue, as a
+    /// Adds a report for `attempt_id` to the reports stream, as a
     /// worker would: a duplicate, or a late one.
     pub fn inject_completion(&self, attempt_id: &str, outcome: Outcome) {
         let settings = RedisSettings::default();
@@ -448,7 +448,7 @@ impl Rig {
             let conn = docket_workers::redis::connect(&url, &settings)
                 .await
                 .expect("connect to Redis");
-            RedisReporter::new(settings.completions(conn))
+            RedisReporter::new(conn, &settings)
                 .report(attempt_id, outcome)
                 .await;
         });

@@ -1,5 +1,6 @@
 //! The Redis transport: one apalis-redis queue per Docket queue for jobs,
-//! and one queue of completions that the orchestrator consumes.
+//! and a stream of the workers' reports that the orchestrators consume
+//! ([`reports`]).
 //!
 //! apalis-redis 1.0.0's defaults are unsafe for us (measured in
 //! shared/notes/apalis-1.0.md), so every setting is explicit here:
@@ -12,8 +13,8 @@
 //!   ([`RedisSettings::wake_url`]), so a job waits for no poll;
 //! - a worker's name is unique per process start: a reused name is refused
 //!   for one heartbeat and hides dead workers from orphan recovery;
-//! - handlers always return `Ok`: the outcome travels on the completions
-//!   queue, and the orchestrator, not apalis, decides about retries
+//! - handlers always return `Ok`: the outcome travels on the reports
+//!   stream, and the orchestrator, not apalis, decides about retries
 //!   (apalis-redis would retry up to 25 times on its own).
 //! - jobs are sealed ([`crate::sealing`]): Redis never holds personal
 //!   data in clear.
@@ -30,15 +31,17 @@ use apalis::prelude::{
 };
 use apalis_core::backend::ext::poll_strategy::Strategy;
 use apalis_redis::{Config, ConnectionManager, RedisStorage};
-use futures_util::future::BoxFuture;
 use futures_util::task::AtomicWaker;
 use futures_util::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::contract::{Job, Outcome};
-use crate::pool::{Reporter, Shared, execute};
+use crate::pool::{Shared, execute};
 use crate::sealing::{Keyring, Sealed};
+
+mod reports;
+pub use reports::{RedisReporter, forget_gone_consumers, run_completion_consumer};
 
 /// How the pool talks to Redis.
 #[derive(Debug, Clone)]
@@ -53,8 +56,7 @@ pub struct RedisSettings {
     /// Timeout of each Redis command.
     pub response_timeout: Duration,
     /// The Redis (the same server as the connection's) to subscribe to for
-    /// the message published after each push ([`push_job`], the
-    /// completions' reporter), so that an idle worker fetches the job at
+    /// the message published after each push ([`push_job`]), so that an idle worker fetches the job at
     /// once rather than at its next poll. `None`: polling only.
     pub wake_url: Option<String>,
 }
@@ -72,7 +74,7 @@ impl Default for RedisSettings {
     }
 }
 
-/// A worker's report, as it travels back on the completions queue.
+/// A worker's report, as it travels back on the reports stream.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Completion {
     pub attempt_id: String,
@@ -101,11 +103,6 @@ impl RedisSettings {
     /// The apalis queue carrying the (sealed) jobs of Docket queue `queue`.
     pub fn jobs(&self, conn: ConnectionManager, queue: &str) -> RedisStorage<Sealed> {
         RedisStorage::new(conn).with_config(self.config(&format!("jobs:{queue}")))
-    }
-
-    /// The apalis queue carrying completions back to the orchestrator.
-    pub fn completions(&self, conn: ConnectionManager) -> RedisStorage<Completion> {
-        RedisStorage::new(conn).with_config(self.config("completions"))
     }
 
     /// When an idle worker of `config`'s queue fetches: every `poll`, and
@@ -386,39 +383,6 @@ pub async fn push_job(
     Ok(())
 }
 
-/// Reports outcomes by pushing them onto the completions queue.
-#[derive(Debug, Clone)]
-pub struct RedisReporter {
-    completions: RedisStorage<Completion>,
-}
-
-impl RedisReporter {
-    pub fn new(completions: RedisStorage<Completion>) -> Self {
-        RedisReporter { completions }
-    }
-}
-
-impl Reporter for RedisReporter {
-    fn report(&self, attempt_id: String, outcome: Outcome) -> BoxFuture<'_, ()> {
-        Box::pin(async move {
-            let mut completions = self.completions.clone();
-            let completion = Completion {
-                attempt_id,
-                outcome,
-            };
-            // Redis away: the report is lost, and the orchestrator's attempt
-            // timer retries the job. Retrying here could block the slot.
-            let (task, id) = ready_task(completion);
-            match completions.push_task(task).await {
-                Ok(()) => promote(&mut completions, &id).await,
-                Err(e) => {
-                    tracing::warn!(error = %e, "outcome could not be reported; the attempt will time out")
-                }
-            }
-        })
-    }
-}
-
 /// What a Redis worker's tasks share.
 #[derive(Debug, Clone)]
 struct Context {
@@ -446,47 +410,6 @@ async fn handle(sealed: Sealed, ctx: Data<Context>) -> Result<(), BoxDynError> {
 /// each other. Eight kept two cores busy where four left them a sixth idle;
 /// sixteen gained nothing more (BENCHMARKS.md).
 pub const COMPLETIONS_AT_ONCE: usize = 8;
-
-/// Runs the orchestrator's consumer of the completions queue: `apply`
-/// applies one report, `at_once` of them at a time; an error hands a report
-/// back to be delivered again.
-pub async fn run_completion_consumer<F>(
-    name: String,
-    conn: ConnectionManager,
-    settings: &RedisSettings,
-    at_once: usize,
-    apply: Arc<F>,
-    stopped: watch::Receiver<bool>,
-) -> Result<(), BoxDynError>
-where
-    F: Fn(Completion) -> BoxFuture<'static, Result<(), BoxDynError>> + Send + Sync + 'static,
-{
-    async fn consume<F>(completion: Completion, apply: Data<Arc<F>>) -> Result<(), BoxDynError>
-    where
-        F: Fn(Completion) -> BoxFuture<'static, Result<(), BoxDynError>> + Send + Sync + 'static,
-    {
-        (apply)(completion).await
-    }
-    supervise("completions consumer", stopped, |generation, stopped| {
-        let name = format!("{name}-{generation}");
-        let storage = settings.completions(conn.clone());
-        let polling = settings.polling(storage.get_config(), &stopped);
-        let apply = Arc::clone(&apply);
-        // Without a shutdown timeout, apalis's monitor keeps waiting for the
-        // signal after its worker has died, and would never be restarted.
-        apalis::prelude::Monitor::new()
-            .shutdown_timeout(Duration::from_secs(10))
-            .register(move |_| {
-                WorkerBuilder::new(name.clone())
-                    .backend(storage.clone().poll_with_strategy(polling.clone()))
-                    .concurrency(at_once)
-                    .data(Arc::clone(&apply))
-                    .build(consume::<F>)
-            })
-            .run_with_signal(until(stopped))
-    })
-    .await
-}
 
 /// Resolves when `stopped` turns true (or its sender is gone).
 async fn until(mut stopped: watch::Receiver<bool>) -> std::io::Result<()> {
@@ -709,19 +632,20 @@ pub async fn sweep_periodically(
         for queue in &queues {
             let mut conn = conn.clone();
             let result = if queue == COMPLETIONS {
-                sweep(&mut settings.completions(conn.clone()), &mut conn).await
+                forget_gone_consumers(&mut conn, &settings).await
             } else {
                 sweep(&mut settings.jobs(conn.clone(), queue), &mut conn).await
             };
             match result {
-                Ok(removed) => tracing::debug!(queue, removed, "swept finished jobs"),
+                Ok(removed) => tracing::debug!(queue, removed, "swept"),
                 Err(e) => tracing::warn!(queue, error = %e, "sweep failed; trying again later"),
             }
         }
     }
 }
 
-/// The name [`sweep_periodically`] knows the completions queue by.
+/// The name [`sweep_periodically`] knows the reports stream by: sweeping
+/// it forgets the consumers of orchestrators that are gone.
 pub const COMPLETIONS: &str = "completions";
 
 #[cfg(test)]
