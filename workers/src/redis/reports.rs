@@ -28,7 +28,7 @@ use redis::aio::ConnectionManager;
 use redis::streams::{StreamAutoClaimOptions, StreamId, StreamReadOptions, StreamReadReply};
 use tokio::sync::watch;
 
-use super::{Completion, RedisError, RedisSettings, connect, until};
+use super::{Completion, RedisError, RedisSettings, connect, supervise, until};
 use crate::contract::Outcome;
 use crate::pool::Reporter;
 
@@ -114,7 +114,8 @@ type Entry = (String, Option<Completion>);
 /// turns true: `apply` applies one report, `at_once` of them at a time,
 /// and an error leaves a report pending, to be delivered again. `name`
 /// must be unique to the process. Reads block on a connection of their
-/// own to `url`; `conn` acknowledges and claims.
+/// own to `url`; `conn` acknowledges and claims. A consumer that fails (a
+/// panic in `apply`, Redis away at its start) is started again.
 pub async fn run_completion_consumer<F>(
     name: String,
     url: &str,
@@ -128,6 +129,33 @@ where
     F: Fn(Completion) -> BoxFuture<'static, Result<(), BoxDynError>> + Send + Sync + 'static,
 {
     let at_once = at_once.max(1);
+    supervise("reports consumer", stopped, |generation, stopped| {
+        let name = format!("{name}-{generation}");
+        consume(
+            name,
+            url,
+            conn.clone(),
+            settings,
+            at_once,
+            Arc::clone(&apply),
+            stopped,
+        )
+    })
+    .await
+}
+
+async fn consume<F>(
+    name: String,
+    url: &str,
+    conn: ConnectionManager,
+    settings: &RedisSettings,
+    at_once: usize,
+    apply: Arc<F>,
+    stopped: watch::Receiver<bool>,
+) -> Result<(), BoxDynError>
+where
+    F: Fn(Completion) -> BoxFuture<'static, Result<(), BoxDynError>> + Send + Sync + 'static,
+{
     let reader = Reader {
         blocking: connect(url, settings).await?,
         conn: conn.clone(),
@@ -175,12 +203,15 @@ where
         }
     });
     reader.run(tx, stopped).await;
-    if tokio::time::timeout(DRAIN, applying).await.is_err() {
-        tracing::warn!(
-            "reports still being applied at shutdown stay pending for another orchestrator"
-        );
+    match tokio::time::timeout(DRAIN, applying).await {
+        Ok(finished) => Ok(finished?),
+        Err(_) => {
+            tracing::warn!(
+                "reports still being applied at shutdown stay pending for another orchestrator"
+            );
+            Ok(())
+        }
     }
-    Ok(())
 }
 
 /// Acknowledges applied reports and deletes them from the stream, so that
