@@ -67,8 +67,10 @@ pub mod actor {
     pub const WORKER: &str = "system:worker";
 }
 
-/// Timers [`Orchestrator::fire_due_timers`] applies at once.
-pub const TIMERS_AT_ONCE: usize = 4;
+/// Timers [`Orchestrator::fire_due_timers`] applies at once, at most: as
+/// with reports, more than twice the store's writers only queue for its
+/// connections.
+pub const TIMERS_AT_ONCE: usize = 8;
 
 /// Everything a decision needs besides the case, shared by all loops.
 #[derive(Debug)]
@@ -217,7 +219,7 @@ impl<S: Store> Orchestrator<S> {
                 }
                 fired
             })
-            .buffer_unordered(TIMERS_AT_ONCE)
+            .buffer_unordered(TIMERS_AT_ONCE.min(self.store.writers().saturating_mul(2)))
             .fold(0, |n, fired| async move { n + fired })
             .await;
         Ok(fired)
