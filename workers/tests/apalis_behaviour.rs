@@ -16,7 +16,7 @@
 
 mod common;
 
-use common::redis_url;
+use common::{OwnKeys, redis_url};
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -81,38 +81,6 @@ async fn keys(conn: &mut MultiplexedConnection, pattern: &str) -> Vec<String> {
     let mut keys: Vec<String> = query(conn, "KEYS", &[pattern]).await;
     keys.sort();
     keys
-}
-
-/// Deletes a test's keys when dropped, whether the test passed or not.
-struct OwnKeys {
-    url: String,
-    prefix: String,
-}
-
-impl OwnKeys {
-    fn new(url: &str, settings: &RedisSettings) -> OwnKeys {
-        OwnKeys {
-            url: url.to_owned(),
-            prefix: settings.prefix.clone(),
-        }
-    }
-}
-
-impl Drop for OwnKeys {
-    fn drop(&mut self) {
-        let Ok(mut conn) =
-            redis::Client::open(self.url.as_str()).and_then(|client| client.get_connection())
-        else {
-            return;
-        };
-        let keys: Vec<String> = redis::cmd("KEYS")
-            .arg(format!("{}:*", self.prefix))
-            .query(&mut conn)
-            .unwrap_or_default();
-        if !keys.is_empty() {
-            let _: redis::RedisResult<()> = redis::cmd("DEL").arg(keys).query(&mut conn);
-        }
-    }
 }
 
 /// apalis-redis's configuration of our jobs queue, for its key names.
@@ -377,7 +345,7 @@ async fn a_saturated_worker_fetches_no_more_than_its_slots_and_keeps_heartbeatin
         heartbeat: Duration::from_secs(2),
         ..settings()
     };
-    let _keys = OwnKeys::new(&url, &settings);
+    let _keys = OwnKeys::new(&url, &settings.prefix);
     let conn = transport::connect(&url, &settings).await.expect("connect");
     let config = jobs_config(&conn, &settings);
     let mut redis = raw(&url).await;
@@ -494,7 +462,7 @@ async fn a_saturated_worker_fetches_no_more_than_its_slots_and_keeps_heartbeatin
 async fn an_idle_worker_picks_up_a_new_job_well_before_its_next_heartbeat() {
     let Some(url) = redis_url() else { return };
     let settings = settings();
-    let _keys = OwnKeys::new(&url, &settings);
+    let _keys = OwnKeys::new(&url, &settings.prefix);
     assert_eq!(settings.heartbeat, Duration::from_secs(5));
     let conn = transport::connect(&url, &settings).await.expect("connect");
     let config = jobs_config(&conn, &settings);
@@ -549,7 +517,7 @@ async fn an_idle_worker_picks_up_a_new_job_well_before_its_next_heartbeat() {
 async fn failed_attempts_are_reported_once_and_never_retried_by_apalis() {
     let Some(url) = redis_url() else { return };
     let settings = settings();
-    let _keys = OwnKeys::new(&url, &settings);
+    let _keys = OwnKeys::new(&url, &settings.prefix);
     let conn = transport::connect(&url, &settings).await.expect("connect");
     let config = jobs_config(&conn, &settings);
     let mut redis = raw(&url).await;
@@ -651,7 +619,7 @@ async fn finished_jobs_do_not_run_again_after_a_worker_restart() {
         heartbeat: Duration::from_secs(1),
         ..settings()
     };
-    let _keys = OwnKeys::new(&url, &settings);
+    let _keys = OwnKeys::new(&url, &settings.prefix);
     let conn = transport::connect(&url, &settings).await.expect("connect");
     let config = jobs_config(&conn, &settings);
     let mut redis = raw(&url).await;
@@ -736,7 +704,7 @@ async fn sweeping_keeps_finished_jobs_and_gone_workers_from_piling_up_in_redis()
         heartbeat: Duration::from_secs(1),
         ..settings()
     };
-    let _keys = OwnKeys::new(&url, &settings);
+    let _keys = OwnKeys::new(&url, &settings.prefix);
     let conn = transport::connect(&url, &settings).await.expect("connect");
     let config = jobs_config(&conn, &settings);
     let mut redis = raw(&url).await;

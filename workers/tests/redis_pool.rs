@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::redis_url;
+use common::{OwnKeys, redis_url};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -39,26 +39,6 @@ fn settings() -> RedisSettings {
     }
 }
 
-async fn delete_keys(url: &str, prefix: &str) {
-    let client = redis::Client::open(url).expect("client");
-    let mut conn = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("connect");
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}:*"))
-        .query_async(&mut conn)
-        .await
-        .expect("keys");
-    if !keys.is_empty() {
-        let _: () = redis::cmd("DEL")
-            .arg(keys)
-            .query_async(&mut conn)
-            .await
-            .expect("del");
-    }
-}
-
 fn job(n: u32, submitted: &[&str]) -> Job {
     let rules = json!({"documents": [], "always": [{"title": "Photo", "one_of": ["photo"]}], "by_category": {}, "through_agent": []});
     Job {
@@ -82,6 +62,7 @@ fn job(n: u32, submitted: &[&str]) -> Job {
 async fn jobs_run_on_a_redis_worker_and_outcomes_come_back() {
     let Some(url) = redis_url() else { return };
     let settings = settings();
+    let _keys = OwnKeys::new(&url, &settings.prefix);
     let conn = transport::connect(&url, &settings).await.expect("connect");
     let keyring = Keyring::ephemeral();
     let mut jobs = settings.jobs(conn.clone(), "materials");
@@ -198,7 +179,6 @@ async fn jobs_run_on_a_redis_worker_and_outcomes_come_back() {
         .await
         .expect("exists");
     assert_eq!((data, done), (0, false), "finished jobs left in Redis");
-    delete_keys(&url, &settings.prefix).await;
 
     got.sort_by(|a, b| a.attempt_id.cmp(&b.attempt_id));
     let refused = got.pop().expect("seven");
@@ -234,6 +214,7 @@ impl docket_workers::handlers::Handler for Slow {
 async fn a_slow_service_does_not_hold_up_other_queues() {
     let Some(url) = redis_url() else { return };
     let settings = settings();
+    let _keys = OwnKeys::new(&url, &settings.prefix);
     let conn = transport::connect(&url, &settings).await.expect("connect");
     let keyring = Keyring::ephemeral();
     let mut identity = settings.jobs(conn.clone(), "identity");
@@ -310,7 +291,6 @@ async fn a_slow_service_does_not_hold_up_other_queues() {
     let took = started.elapsed();
     let _ = stop.send(());
     let _ = tokio::time::timeout(Duration::from_secs(10), worker).await;
-    delete_keys(&url, &settings.prefix).await;
     assert!(
         took < Duration::from_secs(3),
         "the materials checks waited {took:?} behind the slow service"

@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::redis_url;
+use common::{OwnKeys, redis_url};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
@@ -34,29 +34,6 @@ fn settings() -> RedisSettings {
         heartbeat: Duration::from_secs(1),
         missed_heartbeats: 2,
         ..RedisSettings::default()
-    }
-}
-
-/// Deletes the test's keys when dropped, however the test ends.
-struct OwnKeys {
-    url: String,
-    prefix: String,
-}
-
-impl Drop for OwnKeys {
-    fn drop(&mut self) {
-        let Ok(mut conn) =
-            redis::Client::open(self.url.as_str()).and_then(|client| client.get_connection())
-        else {
-            return;
-        };
-        let keys: Vec<String> = redis::cmd("KEYS")
-            .arg(format!("{}:*", self.prefix))
-            .query(&mut conn)
-            .unwrap_or_default();
-        if !keys.is_empty() {
-            let _: redis::RedisResult<()> = redis::cmd("DEL").arg(keys).query(&mut conn);
-        }
     }
 }
 
@@ -134,10 +111,7 @@ async fn xlen(conn: &mut ConnectionManager, key: &str) -> usize {
 async fn a_report_an_orchestrator_could_not_apply_is_applied_by_another() {
     let Some(url) = redis_url() else { return };
     let settings = settings();
-    let _keys = OwnKeys {
-        url: url.clone(),
-        prefix: settings.prefix.clone(),
-    };
+    let _keys = OwnKeys::new(&url, &settings.prefix);
     let conn = transport::connect(&url, &settings).await.expect("connect");
     let reporter = RedisReporter::new(conn.clone(), &settings);
     reporter
@@ -182,10 +156,7 @@ async fn a_report_an_orchestrator_could_not_apply_is_applied_by_another() {
 async fn a_sweep_forgets_the_consumers_of_orchestrators_gone() {
     let Some(url) = redis_url() else { return };
     let settings = settings();
-    let _keys = OwnKeys {
-        url: url.clone(),
-        prefix: settings.prefix.clone(),
-    };
+    let _keys = OwnKeys::new(&url, &settings.prefix);
     let mut conn = transport::connect(&url, &settings).await.expect("connect");
     let reporter = RedisReporter::new(conn.clone(), &settings);
     // Nothing to forget before any orchestrator ran.
