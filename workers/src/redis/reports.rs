@@ -289,9 +289,17 @@ impl Reader {
                     continue;
                 }
             };
+            // A stop is heard even while every slot is held by a report
+            // being applied: what was not handed over stays pending, for
+            // another orchestrator.
             for entry in entries {
-                if tx.send(entry).await.is_err() {
-                    return;
+                tokio::select! {
+                    sent = tx.send(entry) => {
+                        if sent.is_err() {
+                            return;
+                        }
+                    }
+                    _ = until(stopped.clone()) => return,
                 }
             }
         }
