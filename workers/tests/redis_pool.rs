@@ -296,3 +296,91 @@ async fn a_slow_service_does_not_hold_up_other_queues() {
         "the materials checks waited {took:?} behind the slow service"
     );
 }
+
+/// One queue's apalis worker can end on its own while the others run: its
+/// registration dropped (another worker took it for dead after a late
+/// heartbeat on a loaded machine) makes its next fetch fail. The queue is
+/// served again, by a worker of a new name, and the other queue never
+/// stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_whose_worker_ended_is_served_again() {
+    let Some(url) = redis_url() else { return };
+    let settings = settings();
+    let _keys = OwnKeys::new(&url, &settings.prefix);
+    let conn = transport::connect(&url, &settings).await.expect("connect");
+    let keyring = Keyring::ephemeral();
+    let (tx, mut rx) = mpsc::unbounded_channel::<Completion>();
+    #[derive(Debug)]
+    struct Forward(mpsc::UnboundedSender<Completion>);
+    impl docket_workers::pool::Reporter for Forward {
+        fn report(&self, attempt_id: String, outcome: Outcome) -> BoxFuture<'_, ()> {
+            let _ = self.0.send(Completion {
+                attempt_id,
+                outcome,
+            });
+            Box::pin(async {})
+        }
+    }
+    let pool = Pool {
+        worker_id: format!("{}-worker", settings.prefix),
+        settings: settings.clone(),
+        queues: ["identity", "materials"]
+            .map(|queue| QueueSlots {
+                queue: queue.into(),
+                concurrency: 1,
+            })
+            .to_vec(),
+        shared: Shared {
+            handlers: Arc::new(Handlers::new().with("materials.check", MaterialsCheck)),
+            reporter: Arc::new(Forward(tx)),
+        },
+        keyring: keyring.clone(),
+        grace: Duration::from_secs(1),
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let worker = tokio::spawn(transport::run_pool(pool, conn.clone(), async move {
+        let _ = stopped.await;
+        Ok(())
+    }));
+    let mut materials = settings.jobs(conn.clone(), "materials");
+    let workers = materials.get_config().workers_set();
+    let mut raw = conn.clone();
+    let registered = async |raw: &mut redis::aio::ConnectionManager| -> Vec<String> {
+        redis::cmd("ZRANGE")
+            .arg(&workers)
+            .arg(0)
+            .arg(-1)
+            .query_async(raw)
+            .await
+            .expect("zrange")
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let first = loop {
+        if let Some(name) = registered(&mut raw).await.pop() {
+            break name;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never registered");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    // As apalis's orphan recovery does to a worker it takes for dead.
+    let _: () = redis::cmd("ZREM")
+        .arg(&workers)
+        .arg(&first)
+        .query_async(&mut raw)
+        .await
+        .expect("zrem");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    transport::push_job(&mut materials, &keyring, &job(1, &["photo"]))
+        .await
+        .expect("push");
+    let served = tokio::time::timeout(Duration::from_secs(10), rx.recv()).await;
+    let now = registered(&mut raw).await;
+    let _ = stop.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(10), worker).await;
+    let served = served.expect("the materials queue is served within 10 s");
+    assert_eq!(served.expect("channel open").attempt_id, "case-1/check/1/1");
+    assert!(
+        !now.is_empty() && !now.contains(&first),
+        "registered now: {now:?}, the ended worker was {first}"
+    );
+}

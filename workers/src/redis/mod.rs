@@ -480,9 +480,13 @@ pub struct Pool {
     pub grace: Duration,
 }
 
-/// Runs a worker per queue under one apalis monitor until `shutdown`
-/// resolves; then stops fetching and waits up to the grace period for
-/// running jobs. A monitor that stops on its own (Redis away) is restarted.
+/// Runs a worker per queue, each under an apalis monitor of its own, until
+/// `shutdown` resolves; then stops fetching and waits up to the grace
+/// period for running jobs. A queue's worker that ends on its own (Redis
+/// away, or its registration dropped after a late heartbeat, which fails
+/// its next fetch) is started again under a new name: under one monitor
+/// for all queues, the monitor ran on with the others and that queue was
+/// never served again.
 pub async fn run_pool<F>(
     pool: Pool,
     conn: ConnectionManager,
@@ -496,28 +500,35 @@ where
         let _ = shutdown.await;
         let _ = stop.send(true);
     });
-    supervise("worker pool", stopped, |generation, stopped| {
-        let mut monitor = apalis::prelude::Monitor::new().shutdown_timeout(pool.grace);
-        for slots in &pool.queues {
-            let name = format!("{}-{generation}:{}", pool.worker_id, slots.queue);
-            let storage = pool.settings.jobs(conn.clone(), &slots.queue);
-            let polling = pool.settings.polling(storage.get_config(), &stopped);
-            let concurrency = slots.concurrency;
-            let ctx = Context {
-                shared: pool.shared.clone(),
-                keyring: pool.keyring.clone(),
-            };
-            monitor = monitor.register(move |_| {
-                WorkerBuilder::new(name.clone())
-                    .backend(storage.clone().poll_with_strategy(polling.clone()))
-                    .concurrency(concurrency)
-                    .data(ctx.clone())
-                    .build(handle)
-            });
+    let queues = pool.queues.iter().map(|slots| {
+        let what = format!("worker of queue {}", slots.queue);
+        let (pool, conn, stopped) = (&pool, conn.clone(), stopped.clone());
+        async move {
+            supervise(&what, stopped, |generation, stopped| {
+                let name = format!("{}-{generation}:{}", pool.worker_id, slots.queue);
+                let storage = pool.settings.jobs(conn.clone(), &slots.queue);
+                let polling = pool.settings.polling(storage.get_config(), &stopped);
+                let concurrency = slots.concurrency;
+                let ctx = Context {
+                    shared: pool.shared.clone(),
+                    keyring: pool.keyring.clone(),
+                };
+                apalis::prelude::Monitor::new()
+                    .shutdown_timeout(pool.grace)
+                    .register(move |_| {
+                        WorkerBuilder::new(name.clone())
+                            .backend(storage.clone().poll_with_strategy(polling.clone()))
+                            .concurrency(concurrency)
+                            .data(ctx.clone())
+                            .build(handle)
+                    })
+                    .run_with_signal(until(stopped))
+            })
+            .await
         }
-        monitor.run_with_signal(until(stopped))
-    })
-    .await
+    });
+    futures_util::future::try_join_all(queues).await?;
+    Ok(())
 }
 
 /// Removes what finished jobs leave behind in one queue: their data and
