@@ -210,6 +210,20 @@ impl docket_workers::handlers::Handler for Slow {
     }
 }
 
+/// Hands every outcome to the test without going through Redis.
+#[derive(Debug)]
+struct Forward(mpsc::UnboundedSender<Completion>);
+
+impl docket_workers::pool::Reporter for Forward {
+    fn report(&self, attempt_id: String, outcome: Outcome) -> BoxFuture<'_, ()> {
+        let _ = self.0.send(Completion {
+            attempt_id,
+            outcome,
+        });
+        Box::pin(async {})
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_service_does_not_hold_up_other_queues() {
     let Some(url) = redis_url() else { return };
@@ -234,17 +248,6 @@ async fn a_slow_service_does_not_hold_up_other_queues() {
             .expect("push");
     }
     let (tx, mut rx) = mpsc::unbounded_channel::<Completion>();
-    #[derive(Debug)]
-    struct Forward(mpsc::UnboundedSender<Completion>);
-    impl docket_workers::pool::Reporter for Forward {
-        fn report(&self, attempt_id: String, outcome: Outcome) -> BoxFuture<'_, ()> {
-            let _ = self.0.send(Completion {
-                attempt_id,
-                outcome,
-            });
-            Box::pin(async {})
-        }
-    }
     let shared = Shared {
         handlers: Arc::new(
             Handlers::new()
@@ -310,17 +313,6 @@ async fn a_queue_whose_worker_ended_is_served_again() {
     let conn = transport::connect(&url, &settings).await.expect("connect");
     let keyring = Keyring::ephemeral();
     let (tx, mut rx) = mpsc::unbounded_channel::<Completion>();
-    #[derive(Debug)]
-    struct Forward(mpsc::UnboundedSender<Completion>);
-    impl docket_workers::pool::Reporter for Forward {
-        fn report(&self, attempt_id: String, outcome: Outcome) -> BoxFuture<'_, ()> {
-            let _ = self.0.send(Completion {
-                attempt_id,
-                outcome,
-            });
-            Box::pin(async {})
-        }
-    }
     let pool = Pool {
         worker_id: format!("{}-worker", settings.prefix),
         settings: settings.clone(),
@@ -369,7 +361,6 @@ async fn a_queue_whose_worker_ended_is_served_again() {
         .query_async(&mut raw)
         .await
         .expect("zrem");
-    tokio::time::sleep(Duration::from_millis(500)).await;
     transport::push_job(&mut materials, &keyring, &job(1, &["photo"]))
         .await
         .expect("push");

@@ -1,6 +1,7 @@
 //! Production mode's transport: jobs go to the Redis worker pool, and the
-//! workers' reports come back on the reports stream and are applied here. Losing every key in Redis loses no case: the outbox and the
-//! attempts' timeout timers are in SQL.
+//! workers' reports come back on the reports stream and are applied here.
+//! Losing every key in Redis loses no case: the outbox and the attempts'
+//! timeout timers are in SQL.
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -56,8 +56,9 @@ pub struct RedisSettings {
     /// Timeout of each Redis command.
     pub response_timeout: Duration,
     /// The Redis (the same server as the connection's) to subscribe to for
-    /// the message published after each push ([`push_job`]), so that an idle worker fetches the job at
-    /// once rather than at its next poll. `None`: polling only.
+    /// the message published after each push ([`push_job`]), so that an
+    /// idle worker fetches the job at once rather than at its next poll.
+    /// `None`: polling only.
     pub wake_url: Option<String>,
 }
 
@@ -155,8 +156,7 @@ static PROMOTE: LazyLock<redis::Script> = LazyLock::new(|| {
 /// apalis-redis stamps every pushed task with the pusher's clock and puts
 /// it in its scheduled set; a fetcher moves it to the ready list once the
 /// *fetcher's* clock has passed that stamp. A pusher whose clock runs
-/// minutes ahead of the fetcher's would hold every job (or report) back
-/// by as much (measured: the `workers_with_skewed_clocks` chaos
+/// minutes ahead of the fetcher's would hold every job back by as much (measured: the `workers_with_skewed_clocks` chaos
 /// scenario). So the task gets an id of ours and is promoted by that id
 /// right after the push.
 fn ready_task<T>(item: T) -> (Task<T>, String) {

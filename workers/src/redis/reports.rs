@@ -16,7 +16,7 @@
 //! missed heartbeats, and applied again. The orchestrator records a
 //! report applied twice once: each attempt finishes once.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use apalis::prelude::BoxDynError;
@@ -423,7 +423,7 @@ pub async fn forget_gone_consumers(
 
 /// Removes the consumers named after the group (`ARGV[1]`) that hold no
 /// pending report, checked and removed in one step.
-static FORGET_IF_IDLE: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+static FORGET_IF_IDLE: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
         r"
         local removed = 0
