@@ -272,9 +272,15 @@ impl Consumer {
     fn start(url: &str, conn: &ConnectionManager, settings: &RedisSettings) -> Consumer {
         let (tx, completions) = mpsc::unbounded_channel::<Completion>();
         let apply = Arc::new(
-            move |c: Completion| -> BoxFuture<'static, Result<(), BoxDynError>> {
-                let _ = tx.send(c);
-                Box::pin(async { Ok(()) })
+            move |reports: Vec<Completion>| -> BoxFuture<'static, Vec<Result<(), BoxDynError>>> {
+                let applied = reports
+                    .into_iter()
+                    .map(|c| {
+                        let _ = tx.send(c);
+                        Ok(())
+                    })
+                    .collect();
+                Box::pin(async { applied })
             },
         );
         let (stop, stopped) = watch::channel(false);

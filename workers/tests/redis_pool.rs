@@ -108,9 +108,13 @@ async fn jobs_run_on_a_redis_worker_and_outcomes_come_back() {
 
     let (tx, mut rx) = mpsc::unbounded_channel::<Completion>();
     let apply = Arc::new(
-        move |c: Completion| -> BoxFuture<'static, Result<(), apalis::prelude::BoxDynError>> {
-            let _ = tx.send(c);
-            Box::pin(async { Ok(()) })
+        move |reports: Vec<Completion>| -> BoxFuture<'static, Vec<Result<(), apalis::prelude::BoxDynError>>> {
+            let applied = reports.into_iter().map(|c| {
+                        let _ = tx.send(c);
+                        Ok(())
+                    })
+                    .collect();
+            Box::pin(async { applied })
         },
     );
     let consumer_settings = settings.clone();

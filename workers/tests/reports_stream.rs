@@ -57,13 +57,19 @@ impl Consumer {
         let tried = Arc::new(AtomicUsize::new(0));
         let apply = Arc::new({
             let tried = Arc::clone(&tried);
-            move |c: Completion| -> BoxFuture<'static, Result<(), BoxDynError>> {
-                tried.fetch_add(1, Ordering::SeqCst);
-                if failing {
-                    return Box::pin(async { Err("the database is away".into()) });
-                }
-                let _ = tx.send(c);
-                Box::pin(async { Ok(()) })
+            move |reports: Vec<Completion>| -> BoxFuture<'static, Vec<Result<(), BoxDynError>>> {
+                tried.fetch_add(reports.len(), Ordering::SeqCst);
+                let applied = reports
+                    .into_iter()
+                    .map(|c| {
+                        if failing {
+                            return Err("the database is away".into());
+                        }
+                        let _ = tx.send(c);
+                        Ok(())
+                    })
+                    .collect();
+                Box::pin(async { applied })
             }
         });
         let (stop, stopped) = watch::channel(false);

@@ -21,12 +21,13 @@ pub mod redis;
 pub mod schedules;
 pub mod service;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use docket_workers::contract::Outcome;
 
 use crate::calendar::Calendar;
+use crate::definition::Workflow;
 use crate::engine::{self, CaseState, Command, Context, Data};
 use crate::store::schedules::is_firing_attempt;
 use crate::store::{CaseRecord, Lock, Store, StoreError, Updated};
@@ -119,12 +120,7 @@ impl<S: Store> Orchestrator<S> {
         actor: &str,
         lock: Lock,
     ) -> Result<Updated, RuntimeError> {
-        let definition_id = self
-            .registry
-            .case_definition(&*self.store, case_id)
-            .await?
-            .ok_or_else(|| RuntimeError::UnknownCase(case_id.to_owned()))?;
-        let definition = self.registry.get(&*self.store, definition_id).await?;
+        let definition = self.definition_of(case_id).await?;
         let now = self.clock.now();
         let decide = |record: &CaseRecord| {
             let ctx = Context {
@@ -167,17 +163,100 @@ impl<S: Store> Orchestrator<S> {
             self.complete_firing(attempt_id, outcome).await?;
             return Ok(Updated::Unchanged);
         }
-        let case_id = attempt_id
-            .split_once('/')
-            .map(|(case, _)| case)
-            .filter(|c| !c.is_empty())
-            .ok_or_else(|| RuntimeError::BadAttemptId(attempt_id.to_owned()))?;
+        let case_id = case_of(attempt_id)?;
         let command = Command::Complete {
             attempt_id: attempt_id.to_owned(),
             outcome,
         };
         self.apply(case_id, command, actor::WORKER, Lock::Wait)
             .await
+    }
+
+    /// Applies workers' reports that arrived together, with a result each,
+    /// in their order: those on distinct cases in one go
+    /// ([`Store::update_cases`], one transaction on PostgreSQL), the others
+    /// (a schedule's message, a second report on a case) one at a time.
+    /// Should the batch fail as a whole (a deadlock, a lost connection),
+    /// each of its reports is applied on its own instead.
+    pub async fn complete_all(
+        &self,
+        reports: Vec<(String, Outcome)>,
+    ) -> Vec<Result<Updated, RuntimeError>> {
+        let mut done: Vec<(usize, Result<Updated, RuntimeError>)> = Vec::new();
+        let mut together: Vec<(usize, String, Arc<Workflow>, String, Outcome)> = Vec::new();
+        let mut alone = Vec::new();
+        let mut cases = HashSet::new();
+        for (index, (attempt_id, outcome)) in reports.into_iter().enumerate() {
+            let case_id = match case_of(&attempt_id) {
+                Ok(case_id) if !is_firing_attempt(&attempt_id) => case_id.to_owned(),
+                _ => {
+                    alone.push((index, attempt_id, outcome));
+                    continue;
+                }
+            };
+            if cases.contains(&case_id) {
+                alone.push((index, attempt_id, outcome));
+                continue;
+            }
+            match self.definition_of(&case_id).await {
+                Ok(definition) => {
+                    cases.insert(case_id.clone());
+                    together.push((index, case_id, definition, attempt_id, outcome));
+                }
+                Err(e) => done.push((index, Err(e))),
+            }
+        }
+        let now = self.clock.now();
+        let decides = together
+            .iter()
+            .map(|(_, case_id, definition, attempt_id, outcome)| {
+                let decide = move |record: &CaseRecord| {
+                    let ctx = Context {
+                        workflow: definition,
+                        calendars: &self.calendars,
+                        contacts: &self.contacts,
+                        now,
+                    };
+                    let command = Command::Complete {
+                        attempt_id: attempt_id.clone(),
+                        outcome: outcome.clone(),
+                    };
+                    engine::decide(ctx, &record.state, command)
+                };
+                (case_id.clone(), decide)
+            })
+            .collect();
+        match self.store.update_cases(decides, actor::WORKER, now).await {
+            Ok(results) => done.extend(
+                together
+                    .iter()
+                    .zip(results)
+                    .map(|((index, ..), result)| (*index, result.map_err(RuntimeError::from))),
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, reports = together.len(), "reports could not be applied together; applying them one at a time");
+                alone.extend(
+                    together
+                        .into_iter()
+                        .map(|(index, _, _, attempt_id, outcome)| (index, attempt_id, outcome)),
+                );
+            }
+        }
+        for (index, attempt_id, outcome) in alone {
+            done.push((index, self.complete(&attempt_id, outcome).await));
+        }
+        done.sort_by_key(|(index, _)| *index);
+        done.into_iter().map(|(_, result)| result).collect()
+    }
+
+    /// The workflow a case runs on.
+    async fn definition_of(&self, case_id: &str) -> Result<Arc<Workflow>, RuntimeError> {
+        let definition_id = self
+            .registry
+            .case_definition(&*self.store, case_id)
+            .await?
+            .ok_or_else(|| RuntimeError::UnknownCase(case_id.to_owned()))?;
+        Ok(self.registry.get(&*self.store, definition_id).await?)
     }
 
     /// Fires the timers that are due; returns how many changed a case.
@@ -224,4 +303,13 @@ impl<S: Store> Orchestrator<S> {
             .await;
         Ok(fired)
     }
+}
+
+/// The case an attempt belongs to: the part of its id before the first `/`.
+fn case_of(attempt_id: &str) -> Result<&str, RuntimeError> {
+    attempt_id
+        .split_once('/')
+        .map(|(case, _)| case)
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| RuntimeError::BadAttemptId(attempt_id.to_owned()))
 }

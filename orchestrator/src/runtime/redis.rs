@@ -14,8 +14,9 @@ use futures_util::future::BoxFuture;
 use redis::aio::ConnectionManager;
 use tokio::sync::{Mutex, Notify, watch};
 
+use super::Orchestrator;
 use super::dispatcher::{Transport, TransportError};
-use super::{Orchestrator, RuntimeError};
+use super::service::settled;
 use crate::store::Store;
 
 /// Pushes jobs onto the per-queue Redis queues.
@@ -68,32 +69,33 @@ pub async fn consume_completions<S: Store>(
     stopped: watch::Receiver<bool>,
     applied: Arc<Notify>,
 ) -> Result<(), BoxDynError> {
-    // More reports in flight than the database has writers only queue in
+    // More batches in flight than the database has writers only queue in
     // its pool, in front of the dispatcher's statements: on SQLite's one
-    // connection, eight at once doubled the dispatch latency at half load
-    // that two gave (BENCHMARKS.md). Two keep one report being fetched and
-    // acknowledged while another is written.
+    // connection, eight reports at once doubled the dispatch latency at
+    // half load that two gave (BENCHMARKS.md). Two keep one batch being
+    // fetched and acknowledged while another is written.
     let at_once = transport::COMPLETIONS_AT_ONCE.min(orch.store.writers().saturating_mul(2));
     let apply = Arc::new(
-        move |c: Completion| -> BoxFuture<'static, Result<(), BoxDynError>> {
+        move |reports: Vec<Completion>| -> BoxFuture<'static, Vec<Result<(), BoxDynError>>> {
             let orch = Arc::clone(&orch);
             let applied = Arc::clone(&applied);
             Box::pin(async move {
-                match orch.complete(&c.attempt_id, c.outcome).await {
-                    Ok(_) => {
-                        applied.notify_one();
-                        Ok(())
-                    }
-                    Err(
-                        e @ (RuntimeError::UnknownCase(_)
-                        | RuntimeError::BadAttemptId(_)
-                        | RuntimeError::Rejected(_)),
-                    ) => {
-                        tracing::warn!(attempt = %c.attempt_id, error = %e, "completion dropped");
-                        Ok(())
-                    }
-                    Err(e) => Err(Box::new(e) as BoxDynError),
+                let attempts: Vec<String> = reports.iter().map(|c| c.attempt_id.clone()).collect();
+                let reports = reports
+                    .into_iter()
+                    .map(|c| (c.attempt_id, c.outcome))
+                    .collect();
+                let results = orch.complete_all(reports).await;
+                if results.iter().any(Result::is_ok) {
+                    applied.notify_one();
                 }
+                attempts
+                    .iter()
+                    .zip(results)
+                    .map(|(attempt_id, result)| {
+                        settled(attempt_id, result).map_err(|e| Box::new(e) as BoxDynError)
+                    })
+                    .collect()
             })
         },
     );

@@ -13,8 +13,8 @@ use tokio::sync::{Notify, mpsc, watch};
 use super::clock::Clock;
 use super::dispatcher::{Transport, dispatch_once};
 use super::{Orchestrator, RuntimeError};
-use crate::store::Store;
 use crate::store::audit::AuditStore;
+use crate::store::{Store, Updated};
 
 /// A worker's report on its way to the orchestrator.
 pub type Completion = (String, Outcome);
@@ -84,9 +84,18 @@ pub async fn round<S: Store>(
     sweep: bool,
 ) -> Result<Round, RuntimeError> {
     let mut done = Round::default();
-    while let Ok((attempt_id, outcome)) = completions.try_recv() {
-        apply_completion(orch, &attempt_id, outcome).await?;
-        done.completions += 1;
+    let mut reports = Vec::new();
+    while let Ok(report) = completions.try_recv() {
+        reports.push(report);
+    }
+    if !reports.is_empty() {
+        done.completions = reports.len();
+        let attempts: Vec<String> = reports.iter().map(|(a, _)| a.clone()).collect();
+        for (attempt_id, result) in attempts.iter().zip(orch.complete_all(reports).await) {
+            if let Err(e) = settled(attempt_id, result) {
+                tracing::error!(attempt = %attempt_id, error = %e, "completion could not be applied now; its attempt timer will retry it");
+            }
+        }
     }
     let now = orch.clock.now();
     done.dispatched = dispatch_once(&*orch.store, transport, settings.window, now)
@@ -102,12 +111,12 @@ pub async fn round<S: Store>(
     Ok(done)
 }
 
-async fn apply_completion<S: Store>(
-    orch: &Orchestrator<S>,
+/// What became of a report: an error only when it may apply later.
+pub(super) fn settled(
     attempt_id: &str,
-    outcome: Outcome,
+    result: Result<Updated, RuntimeError>,
 ) -> Result<(), RuntimeError> {
-    match orch.complete(attempt_id, outcome).await {
+    match result {
         Ok(_) => Ok(()),
         // A report for a case or attempt we cannot place is logged and
         // dropped: it must not stop the loop for every other case.
@@ -177,7 +186,8 @@ pub async fn run<S: Store>(
                 _ = tokio::time::sleep(settings.poll) => {}
                 _ = wake.notified() => {}
                 Some((attempt_id, outcome)) = completions.recv() => {
-                    if let Err(e) = apply_completion(&orch, &attempt_id, outcome).await {
+                    let result = orch.complete(&attempt_id, outcome).await;
+                    if let Err(e) = settled(&attempt_id, result) {
                         tracing::error!(attempt = %attempt_id, error = %e, "completion could not be applied now; its attempt timer will retry it");
                     }
                 }

@@ -27,6 +27,8 @@ use super::{
 use crate::engine::{Decision, Job, Rejection, TimerKind};
 use crate::privacy::{CaseKey, DataKeys};
 
+mod batch;
+
 static MIGRATOR: Migrator = sqlx::migrate!("../migrations/postgres");
 
 const LOCK_CASE: &str = "\
@@ -429,50 +431,46 @@ impl Store for PgStore {
                 _ => Err(StoreError::UnknownCase(case_id.to_owned())),
             };
         };
-        let key = row.case_key(case_id, &self.keys)?;
-        let record = row.to_record(case_id, key.as_ref())?;
         // A rejection returns here: the transaction rolls back, writing nothing.
-        let decision = decide(&record)?;
-        if write::unchanged(&decision, &record.state) {
+        let Some(decided) = write::decide_locked(case_id, row, &self.keys, decide, actor, now)?
+        else {
             tx.rollback().await?;
             return Ok(Updated::Unchanged);
-        }
-        // A case begun before the database kept keys gets its first one
-        // when it first has personal data to store.
-        let key = match key {
-            None if write::needs_first_key(&decision, &record.state) => {
-                let (key, wrapped) = self.keys.new_case_key(case_id)?;
-                sqlx::query(sql::SET_CASE_KEY)
-                    .bind(case_id)
-                    .bind(wrapped)
-                    .execute(&mut *tx)
-                    .await?;
-                Some(key)
-            }
-            key => key,
         };
-        let w = Write::new(
-            case_id,
-            &decision,
-            Some(&record.state),
-            row.next_seq,
-            key.as_ref(),
-        );
-        let sealed = w.sealed(row.history_head.as_deref(), actor, now)?;
+        if let Some(wrapped) = &decided.new_key {
+            sqlx::query(sql::SET_CASE_KEY)
+                .bind(case_id)
+                .bind(wrapped)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let w = decided.write();
         sqlx::query(UPDATE_CASE)
             .bind(case_id)
             .bind(w.status)
             .bind(w.outcome)
             .bind(&w.state.step)
-            .bind(Json(w.stored_state()?))
+            .bind(Json(&decided.state))
             .bind(w.next_seq)
             .bind(now)
-            .bind((!sealed.rows.is_empty()).then_some(&sealed.head))
+            .bind(decided.new_head())
             .execute(&mut *tx)
             .await?;
-        write(&mut tx, &w, &sealed, actor, now).await?;
+        write(&mut tx, &w, &decided.sealed, actor, now).await?;
         tx.commit().await?;
-        Ok(Updated::Written(decision))
+        Ok(Updated::Written(decided.decision))
+    }
+
+    async fn update_cases<F>(
+        &self,
+        cases: Vec<(String, F)>,
+        actor: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Result<Updated, StoreError>>, StoreError>
+    where
+        F: FnOnce(&CaseRecord) -> Result<Decision, Rejection> + Send,
+    {
+        batch::update_cases(self, cases, actor, now).await
     }
 
     async fn case(&self, case_id: &str) -> Result<Option<CaseRecord>, StoreError> {

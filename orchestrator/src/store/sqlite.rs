@@ -24,7 +24,7 @@ use super::rows::{
     SummaryRow, TimerRow, WaitingRow,
 };
 use super::schedules::is_firing_attempt;
-use super::write::{self, JobOwner, Write};
+use super::write::{self, JobOwner, Sealed, Write};
 use super::{
     ActiveCases, CaseFilter, CaseRecord, CaseSummary, Claim, Claimed, DefinitionRecord, DueTimer,
     Firing, FiringUpdate, HistoryRecord, Lock, OutboxRecord, ScheduleRecord, ScheduleSpec, Store,
@@ -167,11 +167,10 @@ impl SqliteStore {
 async fn write(
     conn: &mut SqliteConnection,
     w: &Write<'_>,
-    previous: Option<&str>,
+    sealed: &Sealed,
     actor: &str,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    let sealed = w.sealed(previous, actor, now)?;
     for row in &sealed.rows {
         sqlx::query(sql::INSERT_HISTORY)
             .bind(w.case_id)
@@ -267,6 +266,55 @@ async fn enqueue_job(
             .await?;
     }
     Ok(())
+}
+
+impl SqliteStore {
+    /// Reads a case, asks `decide` what changes and writes it, inside the
+    /// caller's transaction. Only a [`StoreError::Database`] comes after a
+    /// write.
+    async fn update_in<F>(
+        &self,
+        conn: &mut SqliteConnection,
+        case_id: &str,
+        actor: &str,
+        now: DateTime<Utc>,
+        decide: F,
+    ) -> Result<Updated, StoreError>
+    where
+        F: FnOnce(&CaseRecord) -> Result<Decision, Rejection>,
+    {
+        let row: Option<CaseRow> = sqlx::query_as(sql::CASE)
+            .bind(case_id)
+            .fetch_optional(&mut *conn)
+            .await?;
+        let Some(row) = row else {
+            return Err(StoreError::UnknownCase(case_id.to_owned()));
+        };
+        let Some(decided) = write::decide_locked(case_id, row, &self.keys, decide, actor, now)?
+        else {
+            return Ok(Updated::Unchanged);
+        };
+        if let Some(wrapped) = &decided.new_key {
+            sqlx::query(sql::SET_CASE_KEY)
+                .bind(case_id)
+                .bind(wrapped)
+                .execute(&mut *conn)
+                .await?;
+        }
+        let w = decided.write();
+        sqlx::query(sql::UPDATE_CASE)
+            .bind(case_id)
+            .bind(w.status)
+            .bind(w.outcome)
+            .bind(&w.state.step)
+            .bind(Json(&decided.state))
+            .bind(w.next_seq)
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+        write(conn, &w, &decided.sealed, actor, now).await?;
+        Ok(Updated::Written(decided.decision))
+    }
 }
 
 impl Store for SqliteStore {
@@ -370,7 +418,7 @@ impl Store for SqliteStore {
             .bind(wrapped)
             .execute(&mut *tx)
             .await?;
-        write(&mut tx, &w, None, actor, now).await?;
+        write(&mut tx, &w, &w.sealed(None, actor, now)?, actor, now).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -387,55 +435,39 @@ impl Store for SqliteStore {
         F: FnOnce(&CaseRecord) -> Result<Decision, Rejection> + Send,
     {
         let mut tx = self.begin().await?;
-        let row: Option<CaseRow> = sqlx::query_as(sql::CASE)
-            .bind(case_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let Some(row) = row else {
-            return Err(StoreError::UnknownCase(case_id.to_owned()));
-        };
-        let key = row.case_key(case_id, &self.keys)?;
-        let record = row.to_record(case_id, key.as_ref())?;
-        // A rejection returns here: the transaction rolls back, writing nothing.
-        let decision = decide(&record)?;
-        if write::unchanged(&decision, &record.state) {
-            tx.rollback().await?;
-            return Ok(Updated::Unchanged);
+        let updated = self.update_in(&mut tx, case_id, actor, now, decide).await?;
+        match updated {
+            Updated::Written(_) => tx.commit().await?,
+            // A rejection returned above; either way nothing was written.
+            Updated::Unchanged | Updated::Busy => tx.rollback().await?,
         }
-        // A case begun before the database kept keys gets its first one
-        // when it first has personal data to store.
-        let key = match key {
-            None if write::needs_first_key(&decision, &record.state) => {
-                let (key, wrapped) = self.keys.new_case_key(case_id)?;
-                sqlx::query(sql::SET_CASE_KEY)
-                    .bind(case_id)
-                    .bind(wrapped)
-                    .execute(&mut *tx)
-                    .await?;
-                Some(key)
+        Ok(updated)
+    }
+
+    /// One transaction for all the cases: with one connection, what costs
+    /// is the statements and each commit, not waiting for locks.
+    async fn update_cases<F>(
+        &self,
+        cases: Vec<(String, F)>,
+        actor: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Result<Updated, StoreError>>, StoreError>
+    where
+        F: FnOnce(&CaseRecord) -> Result<Decision, Rejection> + Send,
+    {
+        let mut tx = self.begin().await?;
+        let mut results = Vec::with_capacity(cases.len());
+        for (case_id, decide) in cases {
+            // A case named twice is decided again on what its first
+            // decision wrote: the transaction reads its own writes.
+            match self.update_in(&mut tx, &case_id, actor, now, decide).await {
+                Err(StoreError::Database(e)) => return Err(StoreError::Database(e)),
+                // Any other error is found before the case's first write.
+                other => results.push(other),
             }
-            key => key,
-        };
-        let w = Write::new(
-            case_id,
-            &decision,
-            Some(&record.state),
-            row.next_seq,
-            key.as_ref(),
-        );
-        sqlx::query(sql::UPDATE_CASE)
-            .bind(case_id)
-            .bind(w.status)
-            .bind(w.outcome)
-            .bind(&w.state.step)
-            .bind(Json(w.stored_state()?))
-            .bind(w.next_seq)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        write(&mut tx, &w, row.history_head.as_deref(), actor, now).await?;
+        }
         tx.commit().await?;
-        Ok(Updated::Written(decision))
+        Ok(results)
     }
 
     async fn case(&self, case_id: &str) -> Result<Option<CaseRecord>, StoreError> {

@@ -4,10 +4,11 @@
 
 use chrono::{DateTime, TimeDelta, Utc};
 
-use super::{StoreError, finished_attempts, status_columns};
+use super::rows::CaseRow;
+use super::{CaseRecord, StoreError, finished_attempts, status_columns};
 use crate::audit::chain::{EventContent, GENESIS, event_hash, stored_time};
-use crate::engine::{CaseState, Decision, Effect, HistoryEvent, Job, Timer};
-use crate::privacy::{CaseKey, marker, seal};
+use crate::engine::{CaseState, Decision, Effect, HistoryEvent, Job, Rejection, Timer};
+use crate::privacy::{CaseKey, DataKeys, marker, seal};
 
 /// The rows one decision writes for one case.
 #[derive(Debug)]
@@ -173,6 +174,89 @@ impl<'a> Write<'a> {
     pub(super) fn timer_ids(&self) -> Vec<String> {
         self.timers.iter().map(|t| t.timer.id.clone()).collect()
     }
+}
+
+/// A locked case's decision, worked out and sealed, ready to write.
+#[derive(Debug)]
+pub(super) struct Decided {
+    pub(super) case_id: String,
+    pub(super) previous: CaseState,
+    pub(super) decision: Decision,
+    pub(super) key: Option<CaseKey>,
+    /// The case's first data key, wrapped: a case begun before the
+    /// database kept keys gets one when it first has personal data.
+    pub(super) new_key: Option<String>,
+    /// The seq of the decision's first event.
+    pub(super) first_seq: i64,
+    /// The new state as stored.
+    pub(super) state: serde_json::Value,
+    pub(super) sealed: Sealed,
+}
+
+impl Decided {
+    pub(super) fn write(&self) -> Write<'_> {
+        Write::new(
+            &self.case_id,
+            &self.decision,
+            Some(&self.previous),
+            self.first_seq,
+            self.key.as_ref(),
+        )
+    }
+
+    /// The case's chain head after the decision; none when it adds no
+    /// event and the head stays as it is.
+    pub(super) fn new_head(&self) -> Option<&str> {
+        (!self.sealed.rows.is_empty()).then_some(self.sealed.head.as_str())
+    }
+}
+
+/// Asks `decide` about the case `row`, locked by the caller, and seals
+/// what it decided: `None` when the decision changes nothing. A rejection
+/// is [`StoreError::Rejected`].
+pub(super) fn decide_locked<F>(
+    case_id: &str,
+    row: CaseRow,
+    keys: &DataKeys,
+    decide: F,
+    actor: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<Decided>, StoreError>
+where
+    F: FnOnce(&CaseRecord) -> Result<Decision, Rejection>,
+{
+    let key = row.case_key(case_id, keys)?;
+    let record = row.to_record(case_id, key.as_ref())?;
+    let decision = decide(&record)?;
+    if unchanged(&decision, &record.state) {
+        return Ok(None);
+    }
+    let (key, new_key) = match key {
+        None if needs_first_key(&decision, &record.state) => {
+            let (key, wrapped) = keys.new_case_key(case_id)?;
+            (Some(key), Some(wrapped))
+        }
+        key => (key, None),
+    };
+    let w = Write::new(
+        case_id,
+        &decision,
+        Some(&record.state),
+        row.next_seq,
+        key.as_ref(),
+    );
+    let state = w.stored_state()?;
+    let sealed = w.sealed(row.history_head.as_deref(), actor, now)?;
+    Ok(Some(Decided {
+        case_id: case_id.to_owned(),
+        previous: record.state,
+        decision,
+        key,
+        new_key,
+        first_seq: row.next_seq,
+        state,
+        sealed,
+    }))
 }
 
 /// Whether a case without a data key needs one for `decision`: it has

@@ -404,12 +404,12 @@ async fn handle(sealed: Sealed, ctx: Data<Context>) -> Result<(), BoxDynError> {
     Ok(())
 }
 
-/// Reports one orchestrator applies at once, at most. Each is its own
-/// transaction under its case's row lock, so reports on different cases
-/// overlap their round trips to the database, and two on one case wait for
-/// each other. Eight kept two cores busy where four left them a sixth idle;
-/// sixteen gained nothing more (BENCHMARKS.md).
-pub const COMPLETIONS_AT_ONCE: usize = 8;
+/// Batches of reports one orchestrator applies at once, at most: while one
+/// batch waits on the database another is being decided. A batch is one
+/// transaction on PostgreSQL, so reports that pile up are applied
+/// together; eight batches in flight did no better than four
+/// (BENCHMARKS.md).
+pub const COMPLETIONS_AT_ONCE: usize = 4;
 
 /// Resolves when `stopped` turns true (or its sender is gone).
 async fn until(mut stopped: watch::Receiver<bool>) -> std::io::Result<()> {

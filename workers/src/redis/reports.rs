@@ -110,9 +110,15 @@ impl Reporter for RedisReporter {
 /// if it could not be read.
 type Entry = (String, Option<Completion>);
 
+/// Reports handed to `apply` together, at most: reports that have piled up
+/// while the orchestrator was busy are applied in one go (one transaction
+/// on PostgreSQL), which is what lets it catch up.
+pub const REPORTS_PER_BATCH: usize = 16;
+
 /// Runs an orchestrator's consumer of the reports stream until `stopped`
-/// turns true: `apply` applies one report, `at_once` of them at a time,
-/// and an error leaves a report pending, to be delivered again. `name`
+/// turns true: `apply` applies the reports that have arrived, up to
+/// [`REPORTS_PER_BATCH`] together, `at_once` batches at a time; an error
+/// leaves its report pending, to be delivered again. `name`
 /// must be unique to the process. Reads block on a connection of their
 /// own to `url`; `conn` acknowledges and claims. A consumer that fails (a
 /// panic in `apply`, Redis away at its start) is started again.
@@ -126,7 +132,10 @@ pub async fn run_completion_consumer<F>(
     stopped: watch::Receiver<bool>,
 ) -> Result<(), BoxDynError>
 where
-    F: Fn(Completion) -> BoxFuture<'static, Result<(), BoxDynError>> + Send + Sync + 'static,
+    F: Fn(Vec<Completion>) -> BoxFuture<'static, Vec<Result<(), BoxDynError>>>
+        + Send
+        + Sync
+        + 'static,
 {
     let at_once = at_once.max(1);
     supervise("reports consumer", stopped, |generation, stopped| {
@@ -154,7 +163,10 @@ async fn consume<F>(
     stopped: watch::Receiver<bool>,
 ) -> Result<(), BoxDynError>
 where
-    F: Fn(Completion) -> BoxFuture<'static, Result<(), BoxDynError>> + Send + Sync + 'static,
+    F: Fn(Vec<Completion>) -> BoxFuture<'static, Vec<Result<(), BoxDynError>>>
+        + Send
+        + Sync
+        + 'static,
 {
     let reader = Reader {
         blocking: connect(url, settings).await?,
@@ -166,39 +178,23 @@ where
             .min(settings.response_timeout / 2)
             .max(Duration::from_millis(1)),
         reclaim_after: settings.reclaim_after(),
-        batch: at_once,
+        batch: at_once * REPORTS_PER_BATCH,
     };
-    // Entries read wait here while `at_once` are being applied; each is
-    // already pending for this consumer.
-    let (tx, rx) = mpsc::channel::<Entry>(at_once);
+    // Entries read wait here while `at_once` batches are being applied;
+    // each is already pending for this consumer.
+    let (tx, rx) = mpsc::channel::<Entry>(at_once * REPORTS_PER_BATCH);
     let stream = settings.reports();
     let applying = tokio::spawn(async move {
         let mut conn = conn;
         let mut settled = rx
-            .map(|(id, report): Entry| {
-                let apply = Arc::clone(&apply);
-                async move {
-                    let Some(report) = report else {
-                        // Kept, it would be claimed and fail again forever;
-                        // its attempt times out and is retried.
-                        tracing::error!(entry = %id, "unreadable report dropped");
-                        return Some(id);
-                    };
-                    match apply(report).await {
-                        Ok(()) => Some(id),
-                        Err(e) => {
-                            tracing::warn!(entry = %id, error = %e, "report not applied; it will be delivered again");
-                            None
-                        }
-                    }
-                }
-            })
+            .ready_chunks(REPORTS_PER_BATCH)
+            .map(|entries: Vec<Entry>| apply_batch(Arc::clone(&apply), entries))
             .buffer_unordered(at_once)
-            // Whatever has been applied by the time the last one is
+            // Whatever has been applied by the time the last batch is
             // acknowledged is acknowledged together.
-            .ready_chunks(at_once * 4);
-        while let Some(chunk) = settled.next().await {
-            let ids: Vec<String> = chunk.into_iter().flatten().collect();
+            .ready_chunks(at_once);
+        while let Some(batches) = settled.next().await {
+            let ids: Vec<String> = batches.into_iter().flatten().collect();
             acknowledge(&mut conn, &stream, &ids).await;
         }
     });
@@ -212,6 +208,52 @@ where
             Ok(())
         }
     }
+}
+
+/// Applies the reports of `entries` together; returns the entry ids to
+/// acknowledge: those applied, and those that could not be read.
+async fn apply_batch<F>(apply: Arc<F>, entries: Vec<Entry>) -> Vec<String>
+where
+    F: Fn(Vec<Completion>) -> BoxFuture<'static, Vec<Result<(), BoxDynError>>> + ?Sized,
+{
+    let mut settled = Vec::with_capacity(entries.len());
+    let mut ids = Vec::with_capacity(entries.len());
+    let mut reports = Vec::with_capacity(entries.len());
+    for (id, report) in entries {
+        match report {
+            Some(report) => {
+                ids.push(id);
+                reports.push(report);
+            }
+            None => {
+                // Kept, it would be claimed and fail again forever; its
+                // attempt times out and is retried.
+                tracing::error!(entry = %id, "unreadable report dropped");
+                settled.push(id);
+            }
+        }
+    }
+    if reports.is_empty() {
+        return settled;
+    }
+    let results = apply(reports).await;
+    if results.len() != ids.len() {
+        tracing::error!(
+            reports = ids.len(),
+            results = results.len(),
+            "reports applied without a result each; they will be delivered again"
+        );
+        return settled;
+    }
+    for (id, result) in ids.into_iter().zip(results) {
+        match result {
+            Ok(()) => settled.push(id),
+            Err(e) => {
+                tracing::warn!(entry = %id, error = %e, "report not applied; it will be delivered again")
+            }
+        }
+    }
+    settled
 }
 
 /// Acknowledges applied reports and deletes them from the stream, so that

@@ -276,6 +276,7 @@ async fn assert_timers_follow_state<S: Store>(store: &S, case_id: &str) {
 }
 
 mod audit;
+mod batches;
 mod materials;
 mod privacy;
 mod schedules;
@@ -283,6 +284,7 @@ mod specific;
 mod suite;
 
 use audit::*;
+use batches::*;
 use materials::*;
 use privacy::*;
 use schedules::*;
@@ -346,6 +348,13 @@ macro_rules! conformance {
             }
 
             #[sqlx::test(migrations = false)]
+            async fn batches_sharing_cases_do_not_deadlock(pool: sqlx::PgPool) {
+                let store = PgStore::new(pool).with_data_keys(DataKeys::ephemeral());
+                store.migrate().await.expect("migrate");
+                super::batches_sharing_cases_do_not_deadlock(&store).await;
+            }
+
+            #[sqlx::test(migrations = false)]
             async fn skip_locked_reports_busy(pool: sqlx::PgPool) {
                 let store = PgStore::new(pool).with_data_keys(DataKeys::ephemeral());
                 store.migrate().await.expect("migrate");
@@ -377,6 +386,7 @@ conformance!(
     corrupt_rows_are_reported_not_panicked,
     cases_are_listed_newest_first,
     concurrent_completions_apply_once,
+    cases_updated_together_get_a_result_each,
     schedules_follow_the_latest_definition,
     a_tick_is_claimed_once,
     concurrent_claims_of_one_tick_fire_once,
