@@ -7,13 +7,17 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use futures_util::future::BoxFuture;
+use futures_util::{StreamExt, stream};
 
 use crate::engine::Job;
 use crate::store::{Store, StoreError};
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[error("the transport refused a job: {0}")]
 pub struct TransportError(pub String);
+
+/// Jobs a dispatch round pushes at once, at most.
+const PUSHES_AT_ONCE: usize = 16;
 
 /// Where dispatched jobs go: the in-process queue or Redis.
 pub trait Transport: std::fmt::Debug + Send + Sync + 'static {
@@ -59,18 +63,26 @@ pub async fn dispatch_once<S: Store>(
     }
     // Claimed first, so that of several orchestrators one pushes each job.
     let claimed = store.claim_jobs(&picked, now).await?;
-    let mut to_push = claimed.into_iter();
-    let mut dispatched = 0;
-    while let Some(record) = to_push.next() {
-        let id = record.id;
-        if let Err(e) = transport.push(record.job).await {
-            let unpushed: Vec<i64> = std::iter::once(id).chain(to_push.map(|r| r.id)).collect();
-            store.release_jobs(&unpushed).await?;
-            return Err(e.into());
+    // Several pushes in flight, so that the last job of a round does not
+    // wait for every round trip before its own.
+    let pushed: Vec<(i64, Result<(), TransportError>)> = stream::iter(claimed)
+        .map(|record| async move { (record.id, transport.push(record.job).await) })
+        .buffer_unordered(PUSHES_AT_ONCE)
+        .collect()
+        .await;
+    let mut refused = None;
+    let mut unpushed = Vec::new();
+    for (id, result) in &pushed {
+        if let Err(e) = result {
+            unpushed.push(*id);
+            refused.get_or_insert_with(|| e.clone());
         }
-        dispatched += 1;
     }
-    Ok(dispatched)
+    if let Some(e) = refused {
+        store.release_jobs(&unpushed).await?;
+        return Err(e.into());
+    }
+    Ok(pushed.len())
 }
 
 #[cfg(test)]
