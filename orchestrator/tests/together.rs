@@ -1,14 +1,16 @@
-//! Workers' reports that arrive together (`Orchestrator::complete_all`,
-//! what the reports consumer calls): each gets its own result, in its
-//! place, whatever becomes of the others; on SQLite, and on PostgreSQL,
-//! whose store writes the reports on distinct cases in one transaction.
+//! Cases changed together: workers' reports that arrive at once
+//! (`Orchestrator::complete_all`, what the reports consumer calls) and
+//! timers that fall due at once (`Orchestrator::fire_due_timers`). Each
+//! case gets its own result, whatever becomes of the others; on SQLite,
+//! and on PostgreSQL, whose store writes the cases of a batch in one
+//! transaction.
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a test that cannot set up must fail
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use chrono::{TimeZone, Utc};
+use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use docket::calendar::{self, Calendar};
 use docket::privacy::DataKeys;
 use docket::runtime::clock::{Clock, ManualClock, SequentialIds};
@@ -24,11 +26,26 @@ fn workflows() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../workflows")
 }
 
-async fn orchestrator<S: Store>(store: S) -> Orchestrator<S> {
-    let start = Utc
-        .with_ymd_and_hms(2026, 3, 2, 1, 0, 0)
+fn start() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 3, 2, 1, 0, 0)
         .single()
-        .expect("a valid time");
+        .expect("a valid time")
+}
+
+fn input() -> docket::engine::Data {
+    let input = json!({
+        "applicant_name": "林小明",
+        "id_number": "11010519491231002X",
+        "phone": "13800000000",
+        "wechat_openid": "o-applicant",
+        "category": "employment",
+        "through_agent": false,
+    });
+    input.as_object().cloned().unwrap_or_default()
+}
+
+async fn orchestrator<S: Store>(store: S, clock: Arc<ManualClock>) -> Orchestrator<S> {
+    let start = start();
     let calendars: BTreeMap<String, Calendar> = calendar::load_dir(&workflows().join("calendars"))
         .expect("calendars")
         .into_iter()
@@ -46,7 +63,7 @@ async fn orchestrator<S: Store>(store: S) -> Orchestrator<S> {
         registry,
         calendars,
         contacts: BTreeMap::new(),
-        clock: Arc::new(ManualClock::new(start)) as Arc<dyn Clock>,
+        clock: clock as Arc<dyn Clock>,
         ids: Arc::new(SequentialIds::new("together")),
     }
 }
@@ -164,14 +181,86 @@ async fn reports_together_get_a_result_each<S: Store>(orch: Orchestrator<S>) {
     assert_eq!(unfinished, 0, "both attempts finished");
 }
 
+/// More cases with a due timer than go into one transaction, `held` (if
+/// any) locked by another process meanwhile: every other case's timer
+/// fires, once.
+async fn due_timers_fire_together<S: Store>(
+    orch: &Orchestrator<S>,
+    clock: &ManualClock,
+    cases: &[String],
+    held: Option<&str>,
+) {
+    // Each case's first job was never dispatched: its attempt times out.
+    clock.advance_to(start() + TimeDelta::hours(1));
+    let fired = orch.fire_due_timers(1_000).await.expect("fire");
+    assert_eq!(fired, cases.len() - usize::from(held.is_some()));
+    for case_id in cases {
+        let kinds: Vec<&str> = orch
+            .store
+            .history(case_id)
+            .await
+            .expect("history")
+            .iter()
+            .map(|r| r.event.kind())
+            .collect();
+        let timed_out = kinds.iter().filter(|k| **k == "attempt_timed_out").count();
+        let expected = usize::from(held != Some(case_id.as_str()));
+        assert_eq!(timed_out, expected, "{case_id}: {kinds:?}");
+    }
+}
+
+async fn started<S: Store>(orch: &Orchestrator<S>, n: usize) -> Vec<String> {
+    let mut cases = Vec::new();
+    for _ in 0..n {
+        let case = orch
+            .start("residence-permit", input(), "gateway")
+            .await
+            .expect("start");
+        cases.push(case.id);
+    }
+    cases
+}
+
 #[tokio::test]
 async fn sqlite_reports_together_get_a_result_each() {
     let store = SqliteStore::in_memory().await.expect("sqlite");
-    reports_together_get_a_result_each(orchestrator(store).await).await;
+    let clock = Arc::new(ManualClock::new(start()));
+    reports_together_get_a_result_each(orchestrator(store, clock).await).await;
 }
 
 #[sqlx::test(migrations = false)]
 async fn postgres_reports_together_get_a_result_each(pool: sqlx::PgPool) {
     let store = PgStore::new(pool).with_data_keys(DataKeys::ephemeral());
-    reports_together_get_a_result_each(orchestrator(store).await).await;
+    let clock = Arc::new(ManualClock::new(start()));
+    reports_together_get_a_result_each(orchestrator(store, clock).await).await;
+}
+
+#[tokio::test]
+async fn sqlite_due_timers_fire_together() {
+    let store = SqliteStore::in_memory().await.expect("sqlite");
+    let clock = Arc::new(ManualClock::new(start()));
+    let orch = orchestrator(store, Arc::clone(&clock)).await;
+    let cases = started(&orch, 20).await;
+    due_timers_fire_together(&orch, &clock, &cases, None).await;
+}
+
+#[sqlx::test(migrations = false)]
+async fn postgres_due_timers_fire_together_but_for_a_held_case(pool: sqlx::PgPool) {
+    let store = PgStore::new(pool.clone()).with_data_keys(DataKeys::ephemeral());
+    let clock = Arc::new(ManualClock::new(start()));
+    let orch = orchestrator(store, Arc::clone(&clock)).await;
+    let cases = started(&orch, 20).await;
+    let mut holder = pool.begin().await.expect("begin");
+    sqlx::query("SELECT id FROM cases WHERE id = $1 FOR UPDATE")
+        .bind(&cases[5])
+        .execute(&mut *holder)
+        .await
+        .expect("lock");
+    due_timers_fire_together(&orch, &clock, &cases, Some(&cases[5])).await;
+    holder.rollback().await.expect("release");
+    assert_eq!(
+        orch.fire_due_timers(1_000).await.expect("fire"),
+        1,
+        "its turn came"
+    );
 }

@@ -21,7 +21,7 @@ pub mod redis;
 pub mod schedules;
 pub mod service;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use docket_workers::contract::Outcome;
@@ -68,10 +68,14 @@ pub mod actor {
     pub const WORKER: &str = "system:worker";
 }
 
-/// Timers [`Orchestrator::fire_due_timers`] applies at once, at most: as
-/// with reports, more than twice the store's writers only queue for its
-/// connections.
+/// Transactions of due timers [`Orchestrator::fire_due_timers`] runs at
+/// once, at most: as with reports, more than twice the store's writers
+/// only queue for its connections.
 pub const TIMERS_AT_ONCE: usize = 8;
+
+/// Cases changed in one transaction, at most, when several are ready at
+/// once (due timers); reports come in batches of the same size.
+pub const CASES_TOGETHER: usize = docket_workers::redis::REPORTS_PER_BATCH;
 
 /// Everything a decision needs besides the case, shared by all loops.
 #[derive(Debug)]
@@ -174,42 +178,63 @@ impl<S: Store> Orchestrator<S> {
 
     /// Applies workers' reports that arrived together, with a result each,
     /// in their order: those on distinct cases in one go
-    /// ([`Store::update_cases`], one transaction on PostgreSQL), the others
-    /// (a schedule's message, a second report on a case) one at a time.
-    /// Should the batch fail as a whole (a deadlock, a lost connection),
-    /// each of its reports is applied on its own instead.
+    /// ([`Orchestrator::apply_together`]), the others (a schedule's
+    /// message, a second report on a case) one at a time.
     pub async fn complete_all(
         &self,
         reports: Vec<(String, Outcome)>,
     ) -> Vec<Result<Updated, RuntimeError>> {
-        let mut done: Vec<(usize, Result<Updated, RuntimeError>)> = Vec::new();
-        let mut together: Vec<(usize, String, Arc<Workflow>, String, Outcome)> = Vec::new();
+        let mut together = Vec::new();
         let mut alone = Vec::new();
         let mut cases = HashSet::new();
         for (index, (attempt_id, outcome)) in reports.into_iter().enumerate() {
-            let case_id = match case_of(&attempt_id) {
-                Ok(case_id) if !is_firing_attempt(&attempt_id) => case_id.to_owned(),
-                _ => {
-                    alone.push((index, attempt_id, outcome));
-                    continue;
+            match case_of(&attempt_id) {
+                Ok(case_id)
+                    if !is_firing_attempt(&attempt_id) && cases.insert(case_id.to_owned()) =>
+                {
+                    let case_id = case_id.to_owned();
+                    let command = Command::Complete {
+                        attempt_id,
+                        outcome,
+                    };
+                    together.push((index, case_id, command));
                 }
-            };
-            if cases.contains(&case_id) {
-                alone.push((index, attempt_id, outcome));
-                continue;
+                _ => alone.push((index, attempt_id, outcome)),
             }
+        }
+        let mut done = self
+            .apply_together(together, actor::WORKER, Lock::Wait)
+            .await;
+        for (index, attempt_id, outcome) in alone {
+            done.push((index, self.complete(&attempt_id, outcome).await));
+        }
+        done.sort_by_key(|(index, _)| *index);
+        done.into_iter().map(|(_, result)| result).collect()
+    }
+
+    /// Applies commands to distinct cases in one go
+    /// ([`Store::update_cases`]: one transaction on PostgreSQL); each
+    /// result keeps the index it was given with. Should the batch fail as a
+    /// whole (a deadlock, a lost connection), each command is applied on
+    /// its own instead, so one case cannot hold up the others.
+    async fn apply_together(
+        &self,
+        commands: Vec<(usize, String, Command)>,
+        actor: &str,
+        lock: Lock,
+    ) -> Vec<(usize, Result<Updated, RuntimeError>)> {
+        let mut done = Vec::with_capacity(commands.len());
+        let mut known = Vec::with_capacity(commands.len());
+        for (index, case_id, command) in commands {
             match self.definition_of(&case_id).await {
-                Ok(definition) => {
-                    cases.insert(case_id.clone());
-                    together.push((index, case_id, definition, attempt_id, outcome));
-                }
+                Ok(definition) => known.push((index, case_id, definition, command)),
                 Err(e) => done.push((index, Err(e))),
             }
         }
         let now = self.clock.now();
-        let decides = together
+        let decides = known
             .iter()
-            .map(|(_, case_id, definition, attempt_id, outcome)| {
+            .map(|(_, case_id, definition, command)| {
                 let decide = move |record: &CaseRecord| {
                     let ctx = Context {
                         workflow: definition,
@@ -217,36 +242,26 @@ impl<S: Store> Orchestrator<S> {
                         contacts: &self.contacts,
                         now,
                     };
-                    let command = Command::Complete {
-                        attempt_id: attempt_id.clone(),
-                        outcome: outcome.clone(),
-                    };
-                    engine::decide(ctx, &record.state, command)
+                    engine::decide(ctx, &record.state, command.clone())
                 };
                 (case_id.clone(), decide)
             })
             .collect();
-        match self.store.update_cases(decides, actor::WORKER, now).await {
+        match self.store.update_cases(decides, lock, actor, now).await {
             Ok(results) => done.extend(
-                together
+                known
                     .iter()
                     .zip(results)
                     .map(|((index, ..), result)| (*index, result.map_err(RuntimeError::from))),
             ),
             Err(e) => {
-                tracing::warn!(error = %e, reports = together.len(), "reports could not be applied together; applying them one at a time");
-                alone.extend(
-                    together
-                        .into_iter()
-                        .map(|(index, _, _, attempt_id, outcome)| (index, attempt_id, outcome)),
-                );
+                tracing::warn!(error = %e, cases = known.len(), "cases could not be changed together; changing them one at a time");
+                for (index, case_id, _, command) in known {
+                    done.push((index, self.apply(&case_id, command, actor, lock).await));
+                }
             }
         }
-        for (index, attempt_id, outcome) in alone {
-            done.push((index, self.complete(&attempt_id, outcome).await));
-        }
-        done.sort_by_key(|(index, _)| *index);
-        done.into_iter().map(|(_, result)| result).collect()
+        done
     }
 
     /// The workflow a case runs on.
@@ -262,45 +277,60 @@ impl<S: Store> Orchestrator<S> {
     /// Fires the timers that are due; returns how many changed a case.
     /// A case another orchestrator is working on is skipped this round.
     ///
-    /// Cases are worked on a few at a time ([`TIMERS_AT_ONCE`]), each in
-    /// its own transaction, so while one waits on the database another is
+    /// Cases are taken [`CASES_TOGETHER`] to a transaction
+    /// ([`Orchestrator::apply_together`]), a few transactions at a time
+    /// ([`TIMERS_AT_ONCE`]), so while one waits on the database another is
     /// decided (10,000 timers falling due together: BENCHMARKS.md). The
-    /// timers of one case fire one after the other, earliest first.
+    /// timers of one case fire one after the other, earliest first: the
+    /// first due of every case, then the second, and so on.
     pub async fn fire_due_timers(&self, limit: u32) -> Result<usize, RuntimeError> {
         use futures_util::StreamExt;
         let due = self.store.due_timers(self.clock.now(), limit).await?;
-        let mut by_case: Vec<(String, Vec<String>)> = Vec::new();
-        let mut index: std::collections::HashMap<String, usize> = Default::default();
-        for timer in due {
-            let at = *index.entry(timer.case_id.clone()).or_insert_with(|| {
-                by_case.push((timer.case_id.clone(), Vec::new()));
-                by_case.len() - 1
-            });
-            by_case[at].1.push(timer.id);
+        let mut rounds: Vec<Vec<(usize, String, Command)>> = Vec::new();
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        for (index, timer) in due.into_iter().enumerate() {
+            let nth = seen.entry(timer.case_id.clone()).or_default();
+            if rounds.len() <= *nth {
+                rounds.push(Vec::new());
+            }
+            let command = Command::FireTimer { timer_id: timer.id };
+            rounds[*nth].push((index, timer.case_id, command));
+            *nth += 1;
         }
-        let fired = futures_util::stream::iter(by_case)
-            .map(|(case_id, timers)| async move {
-                let mut fired = 0;
-                for timer_id in timers {
-                    let command = Command::FireTimer { timer_id };
-                    match self
-                        .apply(&case_id, command, actor::TIMER, Lock::SkipLocked)
-                        .await
-                    {
-                        Ok(Updated::Written(_)) => fired += 1,
-                        Ok(Updated::Unchanged | Updated::Busy) => {}
-                        // A timer of a case that no longer loads must not
-                        // stop the others from firing.
-                        Err(e) => {
-                            tracing::error!(case = %case_id, error = %e, "timer could not fire")
+        let at_once = TIMERS_AT_ONCE.min(self.store.writers().saturating_mul(2));
+        let mut fired = 0;
+        for mut round in rounds {
+            let mut batches = Vec::new();
+            while !round.is_empty() {
+                let rest = round.split_off(round.len().min(CASES_TOGETHER));
+                batches.push(std::mem::replace(&mut round, rest));
+            }
+            fired += futures_util::stream::iter(batches)
+                .map(|batch| async move {
+                    let cases: HashMap<usize, String> =
+                        batch.iter().map(|(i, c, _)| (*i, c.clone())).collect();
+                    let results = self
+                        .apply_together(batch, actor::TIMER, Lock::SkipLocked)
+                        .await;
+                    let mut fired = 0;
+                    for (index, result) in results {
+                        match result {
+                            Ok(Updated::Written(_)) => fired += 1,
+                            Ok(Updated::Unchanged | Updated::Busy) => {}
+                            // A timer of a case that no longer loads must
+                            // not stop the others from firing.
+                            Err(e) => {
+                                let case = cases.get(&index).map(String::as_str).unwrap_or("?");
+                                tracing::error!(case, error = %e, "timer could not fire")
+                            }
                         }
                     }
-                }
-                fired
-            })
-            .buffer_unordered(TIMERS_AT_ONCE.min(self.store.writers().saturating_mul(2)))
-            .fold(0, |n, fired| async move { n + fired })
-            .await;
+                    fired
+                })
+                .buffer_unordered(at_once)
+                .fold(0, |n, fired| async move { n + fired })
+                .await;
+        }
         Ok(fired)
     }
 }

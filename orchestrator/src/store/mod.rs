@@ -225,14 +225,15 @@ pub trait Store: Send + Sync + 'static {
     where
         F: FnOnce(&CaseRecord) -> Result<Decision, Rejection> + Send;
 
-    /// [`Store::update_case`] with [`Lock::Wait`] for each of `cases`,
-    /// with a result each, in their order. A store may write them in one
+    /// [`Store::update_case`] for each of `cases`, with a result each, in
+    /// their order. A store may write them in one
     /// transaction, sharing its round trips and statements (PostgreSQL
     /// does); an `Err` of the whole then means none of them was written.
     /// A case named twice gets its decisions one after the other.
     fn update_cases<F>(
         &self,
         cases: Vec<(String, F)>,
+        lock: Lock,
         actor: &str,
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<Vec<Result<Updated, StoreError>>, StoreError>> + Send
@@ -242,9 +243,7 @@ pub trait Store: Send + Sync + 'static {
         async move {
             let mut results = Vec::with_capacity(cases.len());
             for (case_id, decide) in cases {
-                let updated = self
-                    .update_case(&case_id, Lock::Wait, actor, now, decide)
-                    .await;
+                let updated = self.update_case(&case_id, lock, actor, now, decide).await;
                 results.push(updated);
             }
             Ok(results)

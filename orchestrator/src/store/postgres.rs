@@ -464,13 +464,14 @@ impl Store for PgStore {
     async fn update_cases<F>(
         &self,
         cases: Vec<(String, F)>,
+        lock: Lock,
         actor: &str,
         now: DateTime<Utc>,
     ) -> Result<Vec<Result<Updated, StoreError>>, StoreError>
     where
         F: FnOnce(&CaseRecord) -> Result<Decision, Rejection> + Send,
     {
-        batch::update_cases(self, cases, actor, now).await
+        batch::update_cases(self, cases, lock, actor, now).await
     }
 
     async fn case(&self, case_id: &str) -> Result<Option<CaseRecord>, StoreError> {

@@ -449,6 +449,7 @@ impl Store for SqliteStore {
     async fn update_cases<F>(
         &self,
         cases: Vec<(String, F)>,
+        _lock: Lock,
         actor: &str,
         now: DateTime<Utc>,
     ) -> Result<Vec<Result<Updated, StoreError>>, StoreError>

@@ -41,7 +41,9 @@ use crate::pool::{Shared, execute};
 use crate::sealing::{Keyring, Sealed};
 
 mod reports;
-pub use reports::{RedisReporter, forget_gone_consumers, run_completion_consumer};
+pub use reports::{
+    REPORTS_PER_BATCH, RedisReporter, forget_gone_consumers, run_completion_consumer,
+};
 
 /// How the pool talks to Redis.
 #[derive(Debug, Clone)]

@@ -60,6 +60,7 @@ pub(crate) async fn cases_updated_together_get_a_result_each<S: Tamper + AuditSt
                     deciding(complete(one_attempt, "verified"), now),
                 ),
             ],
+            Lock::Wait,
             "test:actor",
             now,
         )
@@ -166,7 +167,7 @@ pub(crate) async fn batches_sharing_cases_do_not_deadlock(store: &PgStore) {
                         })
                         .collect();
                     let results = store
-                        .update_cases(batch, "test:actor", now)
+                        .update_cases(batch, Lock::Wait, "test:actor", now)
                         .await
                         .expect("no deadlock");
                     assert!(results.iter().all(Result::is_ok), "{results:?}");
@@ -183,4 +184,47 @@ pub(crate) async fn batches_sharing_cases_do_not_deadlock(store: &PgStore) {
         assert_eq!(ignored, 2 * rounds - 1, "{kinds:?}");
     }
     assert_eq!(verify(store, None).await.expect("verify"), vec![]);
+}
+
+/// PostgreSQL: a timer sweep's batch skips a case another process holds
+/// and changes the others.
+pub(crate) async fn a_batch_skips_a_case_another_process_holds(store: &PgStore) {
+    let one = started(store, "case-1", true, t0()).await;
+    let two = started(store, "case-2", true, t0()).await;
+    let holder = hold_row_lock(store, "case-2").await;
+    let now = t0() + Duration::minutes(1);
+    let results = store
+        .update_cases(
+            vec![
+                (
+                    "case-1".into(),
+                    deciding(complete(&job(&one).attempt_id, "verified"), now),
+                ),
+                (
+                    "case-2".into(),
+                    deciding(complete(&job(&two).attempt_id, "verified"), now),
+                ),
+                (
+                    "no-such-case".into(),
+                    deciding(Command::Cancel { reason: "x".into() }, now),
+                ),
+            ],
+            Lock::SkipLocked,
+            "test:actor",
+            now,
+        )
+        .await
+        .expect("the batch");
+    drop(holder);
+    let mut results = results.into_iter();
+    let mut next = || results.next().expect("a result per case");
+    written(next().expect("case-1"));
+    assert_eq!(next().expect("case-2"), Updated::Busy);
+    let unknown = next();
+    assert!(
+        matches!(&unknown, Err(StoreError::UnknownCase(id)) if id == "no-such-case"),
+        "{unknown:?}"
+    );
+    let untouched: Vec<&str> = two.history.iter().map(|e| e.kind()).collect();
+    assert_eq!(kinds(store, "case-2").await, untouched, "case-2 untouched");
 }

@@ -355,6 +355,13 @@ macro_rules! conformance {
             }
 
             #[sqlx::test(migrations = false)]
+            async fn a_batch_skips_a_case_another_process_holds(pool: sqlx::PgPool) {
+                let store = PgStore::new(pool).with_data_keys(DataKeys::ephemeral());
+                store.migrate().await.expect("migrate");
+                super::a_batch_skips_a_case_another_process_holds(&store).await;
+            }
+
+            #[sqlx::test(migrations = false)]
             async fn skip_locked_reports_busy(pool: sqlx::PgPool) {
                 let store = PgStore::new(pool).with_data_keys(DataKeys::ephemeral());
                 store.migrate().await.expect("migrate");

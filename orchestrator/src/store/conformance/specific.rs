@@ -6,7 +6,7 @@ use super::*;
 // --- PostgreSQL only: row locks ------------------------------------------
 
 /// Holds the case's row lock from a second connection.
-async fn hold_row_lock(
+pub(super) async fn hold_row_lock(
     store: &PgStore,
     case_id: &str,
 ) -> sqlx::Transaction<'static, sqlx::Postgres> {

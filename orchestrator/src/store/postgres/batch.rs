@@ -24,6 +24,12 @@ const LOCK_CASES: &str = "\
     SELECT id, definition_id, CAST(state AS TEXT) AS state, data_key, next_seq, history_head \
     FROM cases WHERE id = ANY ($1) ORDER BY id FOR UPDATE";
 
+const LOCK_CASES_OR_SKIP: &str = "\
+    SELECT id, definition_id, CAST(state AS TEXT) AS state, data_key, next_seq, history_head \
+    FROM cases WHERE id = ANY ($1) ORDER BY id FOR UPDATE SKIP LOCKED";
+
+const EXISTING_CASES: &str = "SELECT id FROM cases WHERE id = ANY ($1)";
+
 /// `super::UPDATE_CASE` for many cases: a null head (no new events)
 /// leaves the case's head as it is.
 const UPDATE_CASES: &str = "\
@@ -84,6 +90,7 @@ type Outcomes = Vec<(usize, Result<Updated, StoreError>)>;
 pub(super) async fn update_cases<F>(
     store: &PgStore,
     cases: Vec<(String, F)>,
+    lock: Lock,
     actor: &str,
     now: DateTime<Utc>,
 ) -> Result<Vec<Result<Updated, StoreError>>, StoreError>
@@ -100,20 +107,40 @@ where
         .map(|(_, (case_id, _))| case_id.as_str())
         .collect();
     let mut tx = store.pool.begin().await?;
-    let locked: Vec<LockedRow> = sqlx::query_as(LOCK_CASES)
+    let select = match lock {
+        Lock::Wait => LOCK_CASES,
+        Lock::SkipLocked => LOCK_CASES_OR_SKIP,
+    };
+    let locked: Vec<LockedRow> = sqlx::query_as(select)
         .bind(&ids)
         .fetch_all(&mut *tx)
         .await?;
     let mut rows: HashMap<String, CaseRow> = locked.into_iter().map(|l| (l.id, l.row)).collect();
+    // Skipped, or not there at all?
+    let held: HashSet<String> = if lock == Lock::SkipLocked && rows.len() < ids.len() {
+        sqlx::query_scalar(EXISTING_CASES)
+            .bind(&ids)
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .collect()
+    } else {
+        HashSet::new()
+    };
     let mut done: Outcomes = Vec::with_capacity(seen.len());
     let mut decided: Vec<(usize, Decided)> = Vec::new();
     for (index, (case_id, decide)) in first {
-        // One case's bad row or rejected command is that case's result.
-        let outcome = match rows.remove(&case_id) {
-            None => Err(StoreError::UnknownCase(case_id)),
-            Some(row) => write::decide_locked(&case_id, row, &store.keys, decide, actor, now),
+        let Some(row) = rows.remove(&case_id) else {
+            let missing = if held.contains(&case_id) {
+                Ok(Updated::Busy)
+            } else {
+                Err(StoreError::UnknownCase(case_id))
+            };
+            done.push((index, missing));
+            continue;
         };
-        match outcome {
+        // One case's bad row or rejected command is that case's result.
+        match write::decide_locked(&case_id, row, &store.keys, decide, actor, now) {
             Ok(Some(d)) => decided.push((index, d)),
             Ok(None) => done.push((index, Ok(Updated::Unchanged))),
             Err(e) => done.push((index, Err(e))),
@@ -129,9 +156,7 @@ where
             .map(|(index, d)| (index, Ok(Updated::Written(d.decision)))),
     );
     for (index, (case_id, decide)) in again {
-        let updated = store
-            .update_case(&case_id, Lock::Wait, actor, now, decide)
-            .await;
+        let updated = store.update_case(&case_id, lock, actor, now, decide).await;
         done.push((index, updated));
     }
     done.sort_by_key(|(index, _)| *index);
