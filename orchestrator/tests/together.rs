@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use docket::calendar::{self, Calendar};
+use docket::engine::{CaseState, Data};
 use docket::privacy::DataKeys;
 use docket::runtime::clock::{Clock, ManualClock, SequentialIds};
 use docket::runtime::definitions::Registry;
@@ -32,7 +33,7 @@ fn start() -> DateTime<Utc> {
         .expect("a valid time")
 }
 
-fn input() -> docket::engine::Data {
+fn input() -> Data {
     let input = json!({
         "applicant_name": "林小明",
         "id_number": "11010519491231002X",
@@ -69,23 +70,8 @@ async fn orchestrator<S: Store>(store: S, clock: Arc<ManualClock>) -> Orchestrat
 }
 
 async fn reports_together_get_a_result_each<S: Store>(orch: Orchestrator<S>) {
-    let input = json!({
-        "applicant_name": "林小明",
-        "id_number": "11010519491231002X",
-        "phone": "13800000000",
-        "wechat_openid": "o-applicant",
-        "category": "employment",
-        "through_agent": false,
-    });
-    let input = input.as_object().cloned().unwrap_or_default();
-    let one = orch
-        .start("residence-permit", input.clone(), "gateway")
-        .await
-        .expect("start");
-    let two = orch
-        .start("residence-permit", input, "gateway")
-        .await
-        .expect("start");
+    let cases = started(&orch, 2).await;
+    let (one, two) = (&cases[0], &cases[1]);
     let mut first = BTreeMap::new();
     for record in orch.store.waiting_jobs(None, 10).await.expect("jobs") {
         orch.store
@@ -159,7 +145,7 @@ async fn reports_together_get_a_result_each<S: Store>(orch: Orchestrator<S>) {
         1,
         "{kinds:?}"
     );
-    for case in [&one, &two] {
+    for case in [one, two] {
         let state = orch
             .store
             .case(&case.id)
@@ -209,14 +195,14 @@ async fn due_timers_fire_together<S: Store>(
     }
 }
 
-async fn started<S: Store>(orch: &Orchestrator<S>, n: usize) -> Vec<String> {
+async fn started<S: Store>(orch: &Orchestrator<S>, n: usize) -> Vec<CaseState> {
     let mut cases = Vec::new();
     for _ in 0..n {
         let case = orch
             .start("residence-permit", input(), "gateway")
             .await
             .expect("start");
-        cases.push(case.id);
+        cases.push(case);
     }
     cases
 }
@@ -240,7 +226,7 @@ async fn sqlite_due_timers_fire_together() {
     let store = SqliteStore::in_memory().await.expect("sqlite");
     let clock = Arc::new(ManualClock::new(start()));
     let orch = orchestrator(store, Arc::clone(&clock)).await;
-    let cases = started(&orch, 20).await;
+    let cases: Vec<String> = started(&orch, 20).await.into_iter().map(|c| c.id).collect();
     due_timers_fire_together(&orch, &clock, &cases, None).await;
 }
 
@@ -249,7 +235,7 @@ async fn postgres_due_timers_fire_together_but_for_a_held_case(pool: sqlx::PgPoo
     let store = PgStore::new(pool.clone()).with_data_keys(DataKeys::ephemeral());
     let clock = Arc::new(ManualClock::new(start()));
     let orch = orchestrator(store, Arc::clone(&clock)).await;
-    let cases = started(&orch, 20).await;
+    let cases: Vec<String> = started(&orch, 20).await.into_iter().map(|c| c.id).collect();
     let mut holder = pool.begin().await.expect("begin");
     sqlx::query("SELECT id FROM cases WHERE id = $1 FOR UPDATE")
         .bind(&cases[5])

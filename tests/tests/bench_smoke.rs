@@ -34,6 +34,7 @@ fn the_benchmark_runs_every_phase_and_reports_every_figure() {
         .to_path_buf();
     let out = Command::new(env!("CARGO_BIN_EXE_docket-bench"))
         .arg("--smoke")
+        .args(["--fixed-load", "50"])
         .arg("--json")
         .arg(&json)
         .arg("--bin-dir")
@@ -57,6 +58,7 @@ fn the_benchmark_runs_every_phase_and_reports_every_figure() {
         "Dispatch latency, postgres, half load",
         "Orchestrated throughput, sqlite",
         "Dispatch latency, sqlite, half load",
+        "Dispatch latency, sqlite, at 50 steps/s",
         "Start latency, POST /cases",
         "waiting cases: serve RSS",
         "waiting cases: serve CPU",
@@ -90,7 +92,13 @@ fn the_benchmark_runs_every_phase_and_reports_every_figure() {
     assert_eq!(flows.len(), 2, "postgres and sqlite: {flows:?}");
     for f in flows {
         number(&f["steps_per_s"], "steps_per_s");
-        for load in ["dispatch_latency_saturated", "dispatch_latency_half_load"] {
+        number(&f["fixed_load_steps_per_s"], "fixed_load_steps_per_s");
+        let loads = [
+            "dispatch_latency_saturated",
+            "dispatch_latency_half_load",
+            "dispatch_latency_fixed_load",
+        ];
+        for load in loads {
             for part in ["total", "outbox", "pickup"] {
                 for q in ["p50_ms", "p99_ms", "max_ms"] {
                     number(&f[load][part][q], &format!("{load}.{part}.{q}"));

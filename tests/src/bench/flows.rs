@@ -10,8 +10,10 @@
 //!   transaction that finishes step k also schedules step k+1, at the same
 //!   `now`) to step k+1's job starting on a worker (`bench.noop` reports
 //!   its start time). Steps 2–10 of each case; step 1 follows the start of
-//!   the case, not a completion. Measured on the saturating run, and on
-//!   cases started at an even pace at half of its throughput.
+//!   the case, not a completion. Measured on the saturating run, on cases
+//!   started at an even pace at half of its throughput, and, when asked
+//!   for, at a fixed pace: the same load for binaries of different
+//!   throughput.
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -36,6 +38,8 @@ pub struct FlowFigures {
     /// Steps per second offered in the half-load run.
     pub half_load_steps_per_s: f64,
     pub half: Dispatch,
+    /// The run at a fixed pace: its steps per second, and its latency.
+    pub fixed: Option<(f64, Dispatch)>,
 }
 
 /// Runs both measurements on `db`.
@@ -45,6 +49,7 @@ pub async fn run(
     db: &Db,
     cases: usize,
     half_load_for: Duration,
+    fixed_rate: Option<f64>,
     concurrency: usize,
 ) -> anyhow::Result<FlowFigures> {
     let workflows = bins.repo.join("tests/bench");
@@ -74,11 +79,20 @@ pub async fn run(
 
     // Half the saturating load, offered at an even pace.
     let half_rate = steps_per_s / 2.0;
-    let every = Duration::from_secs_f64(STEPS as f64 / half_rate);
-    let n = ((half_load_for.as_secs_f64() / every.as_secs_f64()).ceil() as usize).max(2);
-    let ids = lib.start_many(WORKFLOW, n, Pace::Every(every)).await?;
-    wait_ended(db, cases + n, &mut serve, &mut worker).await?;
-    let half = dispatch_latency(db, &ids.into_iter().collect()).await?;
+    let mut ended = cases;
+    let mut offer = async |rate: f64| -> anyhow::Result<Dispatch> {
+        let every = Duration::from_secs_f64(STEPS as f64 / rate);
+        let n = ((half_load_for.as_secs_f64() / every.as_secs_f64()).ceil() as usize).max(2);
+        let ids = lib.start_many(WORKFLOW, n, Pace::Every(every)).await?;
+        ended += n;
+        wait_ended(db, ended, &mut serve, &mut worker).await?;
+        dispatch_latency(db, &ids.into_iter().collect()).await
+    };
+    let half = offer(half_rate).await?;
+    let fixed = match fixed_rate {
+        Some(rate) => Some((rate, offer(rate).await?)),
+        None => None,
+    };
 
     serve.proc.stop(Duration::from_secs(10)).await;
     worker.stop(Duration::from_secs(10)).await;
@@ -90,6 +104,7 @@ pub async fn run(
         saturated,
         half_load_steps_per_s: half_rate,
         half,
+        fixed,
     })
 }
 

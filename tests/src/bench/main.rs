@@ -73,6 +73,11 @@ struct Args {
     /// How long cases are offered at half the saturating load.
     #[arg(long, value_parser = humantime_secs)]
     half_load_for: Option<Duration>,
+    /// Also offer cases at this many steps per second, for as long as at
+    /// half load: a load that is the same whatever the throughput of the
+    /// binaries measured.
+    #[arg(long)]
+    fixed_load: Option<f64>,
     /// Numbers of cases parked in a wait at which to measure `serve`.
     #[arg(long, value_delimiter = ',')]
     waiting: Option<Vec<usize>>,
@@ -190,6 +195,11 @@ fn main() -> ExitCode {
 
 async fn run(args: Args) -> anyhow::Result<()> {
     let sizes = Sizes::of(&args);
+    if let Some(rate) = args.fixed_load
+        && !(rate.is_finite() && rate > 0.0)
+    {
+        bail!("--fixed-load takes a number of steps per second above 0, not {rate}");
+    }
     let phase = |name: &str| args.phases.iter().any(|p| p == name);
     let repo = match &args.repo {
         Some(repo) => repo.clone(),
@@ -271,6 +281,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 &db,
                 sizes.cases,
                 sizes.half_load_for,
+                args.fixed_load,
                 WORKER_CONCURRENCY,
             )
             .await;

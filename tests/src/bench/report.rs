@@ -152,6 +152,13 @@ impl Report {
                 ms3(&f.half.total),
                 &parts(&f.half),
             );
+            if let Some((rate, fixed)) = &f.fixed {
+                row(
+                    format!("Dispatch latency, {db}, at {} steps/s", thousands(*rate)),
+                    ms3(&fixed.total),
+                    &parts(fixed),
+                );
+            }
         }
         if let Some(w) = &self.waiting {
             row(
@@ -240,6 +247,8 @@ impl Report {
                     "dispatch_latency_saturated": f.saturated,
                     "half_load_steps_per_s": f.half_load_steps_per_s,
                     "dispatch_latency_half_load": f.half,
+                    "fixed_load_steps_per_s": f.fixed.as_ref().map(|(rate, _)| rate),
+                    "dispatch_latency_fixed_load": f.fixed.as_ref().map(|(_, d)| d),
                 })
             })
             .collect();
