@@ -116,8 +116,8 @@ where
         .fetch_all(&mut *tx)
         .await?;
     let mut rows: HashMap<String, CaseRow> = locked.into_iter().map(|l| (l.id, l.row)).collect();
-    // Skipped, or not there at all?
-    let held: HashSet<String> = if lock == Lock::SkipLocked && rows.len() < ids.len() {
+    // A case not locked was skipped if it exists, and is unknown if not.
+    let existing: HashSet<String> = if lock == Lock::SkipLocked && rows.len() < ids.len() {
         sqlx::query_scalar(EXISTING_CASES)
             .bind(&ids)
             .fetch_all(&mut *tx)
@@ -131,7 +131,7 @@ where
     let mut decided: Vec<(usize, Decided)> = Vec::new();
     for (index, (case_id, decide)) in first {
         let Some(row) = rows.remove(&case_id) else {
-            let missing = if held.contains(&case_id) {
+            let missing = if existing.contains(&case_id) {
                 Ok(Updated::Busy)
             } else {
                 Err(StoreError::UnknownCase(case_id))
