@@ -286,6 +286,7 @@ impl<S: Store> Orchestrator<S> {
     pub async fn fire_due_timers(&self, limit: u32) -> Result<usize, RuntimeError> {
         use futures_util::StreamExt;
         let due = self.store.due_timers(self.clock.now(), limit).await?;
+        let cases: Vec<String> = due.iter().map(|t| t.case_id.clone()).collect();
         let mut rounds: Vec<Vec<(usize, String, Command)>> = Vec::new();
         let mut seen: HashMap<String, usize> = HashMap::new();
         for (index, timer) in due.into_iter().enumerate() {
@@ -298,17 +299,12 @@ impl<S: Store> Orchestrator<S> {
             *nth += 1;
         }
         let at_once = TIMERS_AT_ONCE.min(self.store.writers().saturating_mul(2));
+        let cases = &cases;
         let mut fired = 0;
-        for mut round in rounds {
-            let mut batches = Vec::new();
-            while !round.is_empty() {
-                let rest = round.split_off(round.len().min(CASES_TOGETHER));
-                batches.push(std::mem::replace(&mut round, rest));
-            }
-            fired += futures_util::stream::iter(batches)
+        for round in rounds {
+            fired += futures_util::stream::iter(round)
+                .chunks(CASES_TOGETHER)
                 .map(|batch| async move {
-                    let cases: HashMap<usize, String> =
-                        batch.iter().map(|(i, c, _)| (*i, c.clone())).collect();
                     let results = self
                         .apply_together(batch, actor::TIMER, Lock::SkipLocked)
                         .await;
@@ -320,7 +316,7 @@ impl<S: Store> Orchestrator<S> {
                             // A timer of a case that no longer loads must
                             // not stop the others from firing.
                             Err(e) => {
-                                let case = cases.get(&index).map(String::as_str).unwrap_or("?");
+                                let case = cases.get(index).map(String::as_str).unwrap_or("?");
                                 tracing::error!(case, error = %e, "timer could not fire")
                             }
                         }

@@ -16,7 +16,7 @@ use tokio::sync::{Mutex, Notify, watch};
 
 use super::Orchestrator;
 use super::dispatcher::{Transport, TransportError};
-use super::service::settled;
+use super::service::apply_reports;
 use crate::store::Store;
 
 /// Pushes jobs onto the per-queue Redis queues.
@@ -80,21 +80,17 @@ pub async fn consume_completions<S: Store>(
             let orch = Arc::clone(&orch);
             let applied = Arc::clone(&applied);
             Box::pin(async move {
-                let attempts: Vec<String> = reports.iter().map(|c| c.attempt_id.clone()).collect();
                 let reports = reports
                     .into_iter()
                     .map(|c| (c.attempt_id, c.outcome))
                     .collect();
-                let results = orch.complete_all(reports).await;
+                let results = apply_reports(&orch, reports).await;
                 if results.iter().any(Result::is_ok) {
                     applied.notify_one();
                 }
-                attempts
-                    .iter()
-                    .zip(results)
-                    .map(|(attempt_id, result)| {
-                        settled(attempt_id, result).map_err(|e| Box::new(e) as BoxDynError)
-                    })
+                results
+                    .into_iter()
+                    .map(|r| r.map_err(|e| Box::new(e) as BoxDynError))
                     .collect()
             })
         },

@@ -91,8 +91,8 @@ pub async fn round<S: Store>(
     if !reports.is_empty() {
         done.completions = reports.len();
         let attempts: Vec<String> = reports.iter().map(|(a, _)| a.clone()).collect();
-        for (attempt_id, result) in attempts.iter().zip(orch.complete_all(reports).await) {
-            if let Err(e) = settled(attempt_id, result) {
+        for (attempt_id, result) in attempts.iter().zip(apply_reports(orch, reports).await) {
+            if let Err(e) = result {
                 tracing::error!(attempt = %attempt_id, error = %e, "completion could not be applied now; its attempt timer will retry it");
             }
         }
@@ -111,11 +111,24 @@ pub async fn round<S: Store>(
     Ok(done)
 }
 
+/// Applies reports that arrived together ([`Orchestrator::complete_all`]),
+/// with a result each, in their order: an error only for a report that may
+/// apply later; one that never will is logged and dropped.
+pub(super) async fn apply_reports<S: Store>(
+    orch: &Orchestrator<S>,
+    reports: Vec<Completion>,
+) -> Vec<Result<(), RuntimeError>> {
+    let attempts: Vec<String> = reports.iter().map(|(a, _)| a.clone()).collect();
+    let results = orch.complete_all(reports).await;
+    attempts
+        .iter()
+        .zip(results)
+        .map(|(attempt_id, result)| settled(attempt_id, result))
+        .collect()
+}
+
 /// What became of a report: an error only when it may apply later.
-pub(super) fn settled(
-    attempt_id: &str,
-    result: Result<Updated, RuntimeError>,
-) -> Result<(), RuntimeError> {
+fn settled(attempt_id: &str, result: Result<Updated, RuntimeError>) -> Result<(), RuntimeError> {
     match result {
         Ok(_) => Ok(()),
         // A report for a case or attempt we cannot place is logged and

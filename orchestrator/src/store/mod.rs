@@ -226,10 +226,10 @@ pub trait Store: Send + Sync + 'static {
         F: FnOnce(&CaseRecord) -> Result<Decision, Rejection> + Send;
 
     /// [`Store::update_case`] for each of `cases`, with a result each, in
-    /// their order. A store may write them in one
-    /// transaction, sharing its round trips and statements (PostgreSQL
-    /// does); an `Err` of the whole then means none of them was written.
-    /// A case named twice gets its decisions one after the other.
+    /// their order. A store may write them in one transaction, sharing its
+    /// round trips and statements (PostgreSQL does); an `Err` of the whole
+    /// then means none of them was written. A case named twice gets its
+    /// decisions one after the other.
     fn update_cases<F>(
         &self,
         cases: Vec<(String, F)>,

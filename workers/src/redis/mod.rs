@@ -158,9 +158,9 @@ static PROMOTE: LazyLock<redis::Script> = LazyLock::new(|| {
 /// apalis-redis stamps every pushed task with the pusher's clock and puts
 /// it in its scheduled set; a fetcher moves it to the ready list once the
 /// *fetcher's* clock has passed that stamp. A pusher whose clock runs
-/// minutes ahead of the fetcher's would hold every job back by as much (measured: the `workers_with_skewed_clocks` chaos
-/// scenario). So the task gets an id of ours and is promoted by that id
-/// right after the push.
+/// minutes ahead of the fetcher's would hold every job back by as much
+/// (measured: the `workers_with_skewed_clocks` chaos scenario). So the task
+/// gets an id of ours and is promoted by that id right after the push.
 fn ready_task<T>(item: T) -> (Task<T>, String) {
     let id = uuid::Uuid::now_v7().to_string();
     let task = TaskBuilder::new(item)
