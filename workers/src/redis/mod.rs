@@ -7,6 +7,10 @@
 //! - a worker fetches one job per slot (`batch_size(1)`): with a batch
 //!   larger than its free slots, a busy worker stops heartbeating and
 //!   another worker re-runs all its jobs;
+//! - jobs take no leases and no events are published (`lock_tasks(false)`,
+//!   `emit_events(false)`): a lease cost a script per job and held the
+//!   handler back until apalis's small event channel had room, and nothing
+//!   reads either (orphan recovery goes by the worker's in-flight set);
 //! - heartbeats and orphan recovery are tuned to seconds, not minutes;
 //! - idle workers poll every 200 ms instead of waiting for a heartbeat,
 //!   and are woken at once by a message published after each push
@@ -99,6 +103,8 @@ impl RedisSettings {
         Config::default()
             .queue(format!("{}:{queue}", self.prefix))
             .batch_size(1)
+            .lock_tasks(false)
+            .emit_events(false)
             .heartbeat_interval(self.heartbeat)
             .missed_heartbeats(self.missed_heartbeats)
     }
@@ -663,7 +669,23 @@ pub const COMPLETIONS: &str = "completions";
 
 #[cfg(test)]
 mod tests {
-    use super::escape_glob;
+    use super::{RedisSettings, escape_glob};
+
+    /// Leases cost a script per job and made a handler wait for a place
+    /// in apalis's event channel before it started; nothing reads them
+    /// (orphan recovery goes by a worker's in-flight set, and a job's
+    /// state is in SQL). Events are published to no one.
+    #[test]
+    fn jobs_take_no_leases_and_publish_no_events() {
+        let config = RedisSettings::default().config("q");
+        assert_eq!(config.batch_size, 1);
+        assert!(!config.lock_tasks);
+        assert!(!config.emit_events);
+        assert!(
+            config.persist_results,
+            "finished jobs must leave the in-flight set"
+        );
+    }
 
     #[test]
     fn glob_characters_in_key_names_match_only_themselves() {
