@@ -66,12 +66,27 @@ async fn jobs_run_on_a_redis_worker_and_outcomes_come_back() {
     let conn = transport::connect(&url, &settings).await.expect("connect");
     let keyring = Keyring::ephemeral();
     let mut jobs = settings.jobs(conn.clone(), "materials");
-    for n in 0..6 {
-        let submitted: &[&str] = if n % 2 == 0 { &["photo"] } else { &[] };
-        transport::push_job(&mut jobs, &keyring, &job(n, submitted))
-            .await
-            .expect("push");
-    }
+    let together: Vec<Job> = (0..6)
+        .map(|n| job(n, if n % 2 == 0 { &["photo"] } else { &[] }))
+        .collect();
+    transport::push_jobs(&mut jobs, &keyring, &together)
+        .await
+        .expect("push");
+    // Ready at once, all of them: none left in the scheduled set for a
+    // fetcher's clock to promote.
+    let mut redis = conn.clone();
+    let config = jobs.get_config();
+    let ready: usize = redis::cmd("LLEN")
+        .arg(config.active_jobs_list())
+        .query_async(&mut redis)
+        .await
+        .expect("llen");
+    let scheduled: usize = redis::cmd("ZCARD")
+        .arg(config.scheduled_jobs_set())
+        .query_async(&mut redis)
+        .await
+        .expect("zcard");
+    assert_eq!((ready, scheduled), (6, 0));
     // One job sealed with a key the worker does not have: refused, reported.
     let stranger = Keyring::parse(&Keyring::generate("stranger")).expect("key");
     transport::push_job(&mut jobs, &stranger, &job(6, &[]))

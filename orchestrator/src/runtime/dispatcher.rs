@@ -16,12 +16,25 @@ use crate::store::{Store, StoreError};
 #[error("the transport refused a job: {0}")]
 pub struct TransportError(pub String);
 
-/// Jobs a dispatch round pushes at once, at most.
+/// Jobs a transport that pushes one at a time has in flight at once, at
+/// most.
 const PUSHES_AT_ONCE: usize = 16;
 
 /// Where dispatched jobs go: the in-process queue or Redis.
 pub trait Transport: std::fmt::Debug + Send + Sync + 'static {
     fn push(&self, job: Job) -> BoxFuture<'_, Result<(), TransportError>>;
+
+    /// Pushes `jobs`, with a result each, in their order. By default one
+    /// [`Transport::push`] each, several in flight, so that the last job
+    /// of a round does not wait for every round trip before its own.
+    fn push_all(&self, jobs: Vec<Job>) -> BoxFuture<'_, Vec<Result<(), TransportError>>> {
+        Box::pin(
+            stream::iter(jobs)
+                .map(|job| self.push(job))
+                .buffered(PUSHES_AT_ONCE)
+                .collect(),
+        )
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -63,13 +76,11 @@ pub async fn dispatch_once<S: Store>(
     }
     // Claimed first, so that of several orchestrators one pushes each job.
     let claimed = store.claim_jobs(&picked, now).await?;
-    // Several pushes in flight, so that the last job of a round does not
-    // wait for every round trip before its own.
-    let pushed: Vec<(i64, Result<(), TransportError>)> = stream::iter(claimed)
-        .map(|record| async move { (record.id, transport.push(record.job).await) })
-        .buffer_unordered(PUSHES_AT_ONCE)
-        .collect()
-        .await;
+    let (ids, jobs): (Vec<i64>, Vec<Job>) = claimed.into_iter().map(|r| (r.id, r.job)).unzip();
+    let pushed: Vec<(i64, Result<(), TransportError>)> = ids
+        .into_iter()
+        .zip(transport.push_all(jobs).await)
+        .collect();
     let mut refused = None;
     let mut unpushed = Vec::new();
     for (id, result) in &pushed {

@@ -40,8 +40,8 @@ impl AbortBeforeDispatch {
     }
 }
 
-impl Transport for AbortBeforeDispatch {
-    fn push(&self, job: Job) -> BoxFuture<'_, Result<(), TransportError>> {
+impl AbortBeforeDispatch {
+    fn count(&self, job: &Job) {
         if self.remaining.fetch_sub(1, Ordering::SeqCst) == 1 {
             eprintln!(
                 "fault injection: aborting before dispatching {}",
@@ -49,6 +49,17 @@ impl Transport for AbortBeforeDispatch {
             );
             std::process::abort();
         }
+    }
+}
+
+impl Transport for AbortBeforeDispatch {
+    fn push(&self, job: Job) -> BoxFuture<'_, Result<(), TransportError>> {
+        self.count(&job);
         self.inner.push(job)
+    }
+
+    fn push_all(&self, jobs: Vec<Job>) -> BoxFuture<'_, Vec<Result<(), TransportError>>> {
+        jobs.iter().for_each(|job| self.count(job));
+        self.inner.push_all(jobs)
     }
 }

@@ -3,7 +3,7 @@
 //! Losing every key in Redis loses no case: the outbox and the attempts'
 //! timeout timers are in SQL.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use apalis::prelude::BoxDynError;
@@ -39,19 +39,54 @@ impl RedisTransport {
     }
 }
 
+impl RedisTransport {
+    async fn storage(&self, queue: &str) -> apalis_redis::RedisStorage<Sealed> {
+        let mut queues = self.queues.lock().await;
+        queues
+            .entry(queue.to_owned())
+            .or_insert_with(|| self.settings.jobs(self.conn.clone(), queue))
+            .clone()
+    }
+}
+
 impl Transport for RedisTransport {
     fn push(&self, job: Job) -> BoxFuture<'_, Result<(), TransportError>> {
         Box::pin(async move {
-            let mut storage = {
-                let mut queues = self.queues.lock().await;
-                queues
-                    .entry(job.queue.clone())
-                    .or_insert_with(|| self.settings.jobs(self.conn.clone(), &job.queue))
-                    .clone()
-            };
+            let mut storage = self.storage(&job.queue).await;
             transport::push_job(&mut storage, &self.keyring, &job)
                 .await
                 .map_err(|e| TransportError(e.to_string()))
+        })
+    }
+
+    /// The jobs of each queue in one push: two scripts per queue and round
+    /// rather than two per job. A queue's jobs are pushed all or none.
+    fn push_all(&self, jobs: Vec<Job>) -> BoxFuture<'_, Vec<Result<(), TransportError>>> {
+        Box::pin(async move {
+            let mut by_queue: BTreeMap<String, (Vec<usize>, Vec<Job>)> = BTreeMap::new();
+            let count = jobs.len();
+            for (i, job) in jobs.into_iter().enumerate() {
+                let (places, queued) = by_queue.entry(job.queue.clone()).or_default();
+                places.push(i);
+                queued.push(job);
+            }
+            let pushed = futures_util::future::join_all(by_queue.into_iter().map(
+                |(queue, (places, queued))| async move {
+                    let mut storage = self.storage(&queue).await;
+                    let result = transport::push_jobs(&mut storage, &self.keyring, &queued)
+                        .await
+                        .map_err(|e| TransportError(e.to_string()));
+                    (places, result)
+                },
+            ))
+            .await;
+            let mut results = vec![Ok(()); count];
+            for (places, result) in pushed {
+                for i in places {
+                    results[i] = result.clone();
+                }
+            }
+            results
         })
     }
 }

@@ -141,19 +141,25 @@ fn wake_channel(config: &Config) -> String {
     format!("{}:pushed", config.active_jobs_list())
 }
 
-/// Moves a task just pushed from the scheduled set to the ready list, and
+/// Moves tasks just pushed from the scheduled set to the ready list, and
 /// tells the queue's idle workers. The message is only a hint: lost, it
 /// costs an idle worker one poll interval.
 static PROMOTE: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
         r"
-        if redis.call('zrem', KEYS[1], ARGV[1]) == 1 then
-            redis.call('rpush', KEYS[2], ARGV[1])
+        local promoted = 0
+        for i = 2, #ARGV do
+            if redis.call('zrem', KEYS[1], ARGV[i]) == 1 then
+                redis.call('rpush', KEYS[2], ARGV[i])
+                promoted = promoted + 1
+            end
+        end
+        if promoted > 0 then
             redis.call('del', KEYS[3])
             redis.call('lpush', KEYS[3], 1)
         end
-        redis.call('publish', ARGV[2], 1)
-        return 1
+        redis.call('publish', ARGV[1], 1)
+        return promoted
         ",
     )
 });
@@ -175,10 +181,10 @@ fn ready_task<T>(item: T) -> (Task<T>, String) {
     (task, id)
 }
 
-/// Moves task `id`, just pushed, to the ready list and wakes the queue's
-/// idle workers. Should this fail, the task is still there, and is
+/// Moves tasks `ids`, just pushed, to the ready list and wakes the queue's
+/// idle workers. Should this fail, the tasks are still there, and are
 /// promoted when the fetcher's clock catches up with the pusher's.
-async fn promote<T>(storage: &mut RedisStorage<T>, id: &str) {
+async fn promote<T>(storage: &mut RedisStorage<T>, ids: &[String]) {
     let config = storage.get_config();
     let keys = (
         config.scheduled_jobs_set(),
@@ -190,12 +196,12 @@ async fn promote<T>(storage: &mut RedisStorage<T>, id: &str) {
         .key(keys.0)
         .key(keys.1)
         .key(keys.2)
-        .arg(id)
         .arg(keys.3)
+        .arg(ids)
         .invoke_async(storage.get_connection())
         .await;
     if let Err(e) = promoted {
-        tracing::debug!(error = %e, "a pushed task waits for the fetcher's clock");
+        tracing::debug!(error = %e, "pushed tasks wait for the fetcher's clock");
     }
 }
 
@@ -382,12 +388,24 @@ pub async fn push_job(
     keyring: &Keyring,
     job: &Job,
 ) -> Result<(), RedisError> {
-    let (task, id) = ready_task(keyring.seal(job));
+    push_jobs(storage, keyring, std::slice::from_ref(job)).await
+}
+
+/// Seals jobs and pushes them onto their queue (`storage`'s) together: one
+/// script pushes them all or none, one more makes them ready, whatever
+/// their number.
+pub async fn push_jobs(
+    storage: &mut RedisStorage<Sealed>,
+    keyring: &Keyring,
+    jobs: &[Job],
+) -> Result<(), RedisError> {
+    let (tasks, ids): (Vec<_>, Vec<_>) =
+        jobs.iter().map(|job| ready_task(keyring.seal(job))).unzip();
     storage
-        .push_task(task)
+        .push_all(futures_util::stream::iter(tasks))
         .await
         .map_err(|e| RedisError::Push(Box::new(e)))?;
-    promote(storage, &id).await;
+    promote(storage, &ids).await;
     Ok(())
 }
 
