@@ -132,6 +132,32 @@ async fn registered(
     }
 }
 
+/// The `count` registered workers of pool `worker_id` (a queue's slots are
+/// shared by several), once they have all registered.
+async fn registered_all(
+    conn: &mut MultiplexedConnection,
+    config: &Config,
+    worker_id: &str,
+    count: usize,
+) -> Vec<(String, u64)> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let found = workers(conn, config, worker_id).await;
+        assert!(
+            found.len() <= count,
+            "{worker_id} registered too many: {found:?}"
+        );
+        if found.len() == count {
+            return found;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{worker_id} registered {found:?}, not {count} workers"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// A job for [`Probe`]: it runs for `ms` and then reports `result`.
 fn job(attempt_id: &str, ms: u64, result: &str) -> Job {
     Job {
@@ -384,10 +410,14 @@ async fn a_saturated_worker_fetches_no_more_than_its_slots_and_keeps_heartbeatin
     // millisecond at random.
     let first = take(&mut started, 2, Duration::from_secs(10)).await;
     let saturated_at = Instant::now();
-    let (a_name, a_seen_first) = registered(&mut redis, &config, &a_id).await;
+    // Its two slots are shared by two apalis workers, one each.
+    let a_workers = registered_all(&mut redis, &config, &a_id, 2).await;
     // Several poll intervals with both slots taken.
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let held: usize = query(&mut redis, "SCARD", &[&inflight_set(&config, &a_name)]).await;
+    let mut held = 0;
+    for (name, _) in &a_workers {
+        held += query::<usize>(&mut redis, "SCARD", &[&inflight_set(&config, name)]).await;
+    }
     // apalis-redis 1.0.0 pushes every job onto the scheduled set, and a
     // fetch moves the due ones onto the ready list.
     let ready: usize = query(&mut redis, "LLEN", &[&config.active_jobs_list()]).await;
@@ -434,13 +464,15 @@ async fn a_saturated_worker_fetches_no_more_than_its_slots_and_keeps_heartbeatin
     let threshold = settings.heartbeat * settings.missed_heartbeats as u32;
     assert!(long > threshold + Duration::from_secs(2));
     tokio::time::sleep_until((saturated_at + long - Duration::from_millis(800)).into()).await;
-    // By its name: a pool whose worker died registers a new one.
-    let a_seen_last: Option<u64> =
-        query(&mut redis, "ZSCORE", &[&config.workers_set(), &a_name]).await;
-    assert!(
-        a_seen_last.is_some_and(|last| last >= a_seen_first + 2),
-        "the saturated worker stopped heartbeating (last seen at {a_seen_first}, then {a_seen_last:?})"
-    );
+    // By their names: a pool whose worker died registers a new one.
+    for (name, seen_first) in &a_workers {
+        let seen_last: Option<u64> =
+            query(&mut redis, "ZSCORE", &[&config.workers_set(), name]).await;
+        assert!(
+            seen_last.is_some_and(|last| last >= seen_first + 2),
+            "the saturated worker {name} stopped heartbeating (last seen at {seen_first}, then {seen_last:?})"
+        );
+    }
 
     let done = take(&mut reports, 5, Duration::from_secs(15)).await;
     assert!(
@@ -483,7 +515,7 @@ async fn an_idle_worker_picks_up_a_new_job_well_before_its_next_heartbeat() {
         &settings,
         &keyring,
         &worker_id,
-        2,
+        1,
         "w",
         &runs,
         &started_tx,
@@ -652,9 +684,12 @@ async fn finished_jobs_do_not_run_again_after_a_worker_restart() {
         Arc::clone(&reporter),
     );
     take(&mut reports, 3, Duration::from_secs(10)).await;
-    let (first_name, _) = registered(&mut redis, &config, &first_id).await;
+    let first_workers = registered_all(&mut redis, &config, &first_id, 2).await;
     first.stop().await;
-    let held: usize = query(&mut redis, "SCARD", &[&inflight_set(&config, &first_name)]).await;
+    let mut held = 0;
+    for (name, _) in &first_workers {
+        held += query::<usize>(&mut redis, "SCARD", &[&inflight_set(&config, name)]).await;
+    }
     let finished: usize = query(&mut redis, "SCARD", &[&config.done_jobs_set()]).await;
     assert_eq!(
         (held, finished),
@@ -675,7 +710,7 @@ async fn finished_jobs_do_not_run_again_after_a_worker_restart() {
         &started_tx,
         Arc::clone(&reporter),
     );
-    registered(&mut redis, &config, &second_id).await;
+    registered_all(&mut redis, &config, &second_id, 2).await;
     // Past the orphan threshold and a few heartbeats of the new worker,
     // which recovers whatever the stopped one still held.
     let deadline = Instant::now() + Duration::from_secs(8);
@@ -774,7 +809,7 @@ async fn sweeping_keeps_finished_jobs_and_gone_workers_from_piling_up_in_redis()
 
     // A job waiting for a worker survives a sweep and still runs, on the
     // next worker process.
-    let (old_name, _) = registered(&mut redis, &config, &old_id).await;
+    registered_all(&mut redis, &config, &old_id, 4).await;
     pool.stop().await;
     push(&mut jobs, &keyring, &job("sweep-waiting", 0, "ok")).await;
     sweep_jobs(0, "with a job waiting").await;
@@ -805,13 +840,13 @@ async fn sweeping_keeps_finished_jobs_and_gone_workers_from_piling_up_in_redis()
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     sweep_jobs(1, "after a worker restart").await;
-    let (new_name, _) = registered(&mut redis, &config, &new_id).await;
+    registered_all(&mut redis, &config, &new_id, 4).await;
     let left = keys(&mut redis, &format!("{}:*", settings.prefix)).await;
     pool.stop().await;
     consumer.stop().await;
     let renamed: Vec<String> = after_each_round[0]
         .iter()
-        .map(|k| k.replace(&old_name, &new_name))
+        .map(|k| k.replace(&old_id, &new_id))
         .collect();
     assert_eq!(left, renamed, "what a gone worker left stays in Redis");
 }

@@ -229,6 +229,19 @@ impl docket_workers::handlers::Handler for Slow {
     }
 }
 
+/// Finishes only once `0`'s number of jobs run at the same time.
+#[derive(Debug)]
+struct AllAtOnce(Arc<tokio::sync::Barrier>);
+
+impl docket_workers::handlers::Handler for AllAtOnce {
+    fn run<'a>(&'a self, _: &'a Job) -> BoxFuture<'a, Outcome> {
+        Box::pin(async move {
+            self.0.wait().await;
+            Outcome::succeeded("together")
+        })
+    }
+}
+
 /// Hands every outcome to the test without going through Redis.
 #[derive(Debug)]
 struct Forward(mpsc::UnboundedSender<Completion>);
@@ -317,6 +330,72 @@ async fn a_slow_service_does_not_hold_up_other_queues() {
         took < Duration::from_secs(3),
         "the materials checks waited {took:?} behind the slow service"
     );
+}
+
+/// A queue's slots are shared by several apalis workers, which fetch side
+/// by side: every slot is used, and each job runs once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_slot_of_a_queue_runs_a_job_at_once() {
+    let Some(url) = redis_url() else { return };
+    let settings = settings();
+    let _keys = OwnKeys::new(&url, &settings.prefix);
+    let conn = transport::connect(&url, &settings).await.expect("connect");
+    let keyring = Keyring::ephemeral();
+    const SLOTS: u32 = 6;
+    let burst: Vec<Job> = (0..SLOTS).map(|n| job(n, &[])).collect();
+    transport::push_jobs(
+        &mut settings.jobs(conn.clone(), "materials"),
+        &keyring,
+        &burst,
+    )
+    .await
+    .expect("push");
+    let (tx, mut rx) = mpsc::unbounded_channel::<Completion>();
+    let barrier = Arc::new(tokio::sync::Barrier::new(SLOTS as usize));
+    let pool = Pool {
+        worker_id: format!("{}-worker", settings.prefix),
+        settings: settings.clone(),
+        queues: vec![QueueSlots {
+            queue: "materials".into(),
+            concurrency: SLOTS as usize,
+        }],
+        shared: Shared {
+            handlers: Arc::new(Handlers::new().with("materials.check", AllAtOnce(barrier))),
+            reporter: Arc::new(Forward(tx)),
+        },
+        keyring,
+        grace: Duration::from_secs(1),
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let worker = tokio::spawn(transport::run_pool(pool, conn.clone(), async move {
+        let _ = stopped.await;
+        Ok(())
+    }));
+    let mut finished = Vec::new();
+    while finished.len() < SLOTS as usize {
+        let c = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .expect("outcomes keep coming")
+            .expect("channel open");
+        // Each job waits for the others, and times out (5 s) unless every
+        // slot runs one at the same time.
+        assert_eq!(
+            c.outcome,
+            Outcome::succeeded("together"),
+            "{}",
+            c.attempt_id
+        );
+        finished.push(c.attempt_id);
+    }
+    // None runs twice.
+    let again = tokio::time::timeout(Duration::from_millis(500), rx.recv()).await;
+    let _ = stop.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(10), worker).await;
+    assert!(again.is_err(), "a job ran again: {again:?}");
+    finished.sort();
+    let mut expected: Vec<String> = burst.into_iter().map(|j| j.attempt_id).collect();
+    expected.sort();
+    assert_eq!(finished, expected);
 }
 
 /// One queue's apalis worker can end on its own while the others run: its

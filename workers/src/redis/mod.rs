@@ -506,9 +506,26 @@ pub struct Pool {
     pub grace: Duration,
 }
 
-/// Runs a worker per queue, each under an apalis monitor of its own, until
-/// `shutdown` resolves; then stops fetching and waits up to the grace
-/// period for running jobs. A queue's worker that ends on its own (Redis
+/// apalis workers that fetch one queue's jobs in one process, at most
+/// (never more than the queue's slots, which they share). An apalis worker
+/// fetches one job per round trip and talks to Redis (fetching,
+/// acknowledging, heartbeating) one request at a time, so with one per
+/// queue the jobs a dispatch round pushed together were fetched one after
+/// another: four halved the p99 of the pickup (BENCHMARKS.md).
+pub const FETCHERS_PER_QUEUE: usize = 4;
+
+/// How a queue's `concurrency` slots are shared among its fetchers.
+fn shares(concurrency: usize) -> Vec<usize> {
+    let n = FETCHERS_PER_QUEUE.clamp(1, concurrency.max(1));
+    (0..n)
+        .map(|k| concurrency / n + usize::from(k < concurrency % n))
+        .collect()
+}
+
+/// Runs the apalis workers of each queue ([`FETCHERS_PER_QUEUE`]), each
+/// under an apalis monitor of its own, until `shutdown` resolves; then
+/// stops fetching and waits up to the grace period for running jobs. An
+/// apalis worker that ends on its own (Redis
 /// away, or its registration dropped after a late heartbeat, which fails
 /// its next fetch) is started again under a new name: under one monitor
 /// for all queues, the monitor ran on with the others and that queue was
@@ -526,15 +543,20 @@ where
         let _ = shutdown.await;
         let _ = stop.send(true);
     });
-    let queues = pool.queues.iter().map(|slots| {
-        let what = format!("worker of queue {}", slots.queue);
+    let fetchers = pool.queues.iter().flat_map(|slots| {
+        shares(slots.concurrency)
+            .into_iter()
+            .enumerate()
+            .map(move |(k, concurrency)| (slots, k, concurrency))
+    });
+    let queues = fetchers.map(|(slots, k, concurrency)| {
+        let what = format!("worker {k} of queue {}", slots.queue);
         let (pool, conn, stopped) = (&pool, conn.clone(), stopped.clone());
         async move {
             supervise(&what, stopped, |generation, stopped| {
-                let name = format!("{}-{generation}:{}", pool.worker_id, slots.queue);
+                let name = format!("{}-{generation}:{}:{k}", pool.worker_id, slots.queue);
                 let storage = pool.settings.jobs(conn.clone(), &slots.queue);
                 let polling = pool.settings.polling(storage.get_config(), &stopped);
-                let concurrency = slots.concurrency;
                 let ctx = Context {
                     shared: pool.shared.clone(),
                     keyring: pool.keyring.clone(),
@@ -687,7 +709,7 @@ pub const COMPLETIONS: &str = "completions";
 
 #[cfg(test)]
 mod tests {
-    use super::{RedisSettings, escape_glob};
+    use super::{RedisSettings, escape_glob, shares};
 
     /// Leases cost a script per job and made a handler wait for a place
     /// in apalis's event channel before it started; nothing reads them
@@ -703,6 +725,16 @@ mod tests {
             config.persist_results,
             "finished jobs must leave the in-flight set"
         );
+    }
+
+    #[test]
+    fn a_queues_slots_are_shared_among_its_fetchers() {
+        assert_eq!(shares(1), [1]);
+        assert_eq!(shares(3), [1, 1, 1]);
+        assert_eq!(shares(6), [2, 2, 1, 1]);
+        assert_eq!(shares(8), [2, 2, 2, 2]);
+        // A queue given no slots still gets one worker, as before.
+        assert_eq!(shares(0), [0]);
     }
 
     #[test]
