@@ -132,11 +132,15 @@ const MARK_ATTEMPTS_DISPATCHED: &str = "\
     WHERE id = ANY ($1) AND status <> 'finished'";
 
 /// `sql::PUSH_ATTEMPT_TIMEOUT` for the attempts of many cases at once:
-/// the arrays hold each timer's case, kind and new due time.
+/// the arrays hold each timer's case, kind and new due time. The cases
+/// are also named with `= ANY`, so that the timers are found through the
+/// primary key: joined to the arrays alone, the plan PostgreSQL kept read
+/// the whole timers table at every dispatch round (BENCHMARKS.md).
 const PUSH_ATTEMPT_TIMEOUTS: &str = "\
     UPDATE timers t SET due_at = v.due \
     FROM UNNEST($1::text[], $2::jsonb[], $3::timestamptz[]) AS v (case_id, kind, due) \
-    WHERE t.case_id = v.case_id AND t.kind = v.kind AND t.due_at < v.due";
+    WHERE t.case_id = ANY ($1) AND t.case_id = v.case_id AND t.kind = v.kind \
+    AND t.due_at < v.due";
 
 const RELEASE_ATTEMPTS: &str = "\
     UPDATE attempts SET status = 'scheduled', dispatched_at = NULL \
