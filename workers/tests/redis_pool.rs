@@ -39,6 +39,19 @@ fn settings() -> RedisSettings {
     }
 }
 
+/// Redis's answer to `command key`.
+async fn ask<T: redis::FromRedisValue>(
+    conn: &mut impl redis::aio::ConnectionLike,
+    command: &str,
+    key: &str,
+) -> T {
+    redis::cmd(command)
+        .arg(key)
+        .query_async(conn)
+        .await
+        .unwrap_or_else(|e| panic!("{command} {key}: {e}"))
+}
+
 fn job(n: u32, submitted: &[&str]) -> Job {
     let rules = json!({"documents": [], "always": [{"title": "Photo", "one_of": ["photo"]}], "by_category": {}, "through_agent": []});
     Job {
@@ -76,16 +89,8 @@ async fn jobs_run_on_a_redis_worker_and_outcomes_come_back() {
     // fetcher's clock to promote.
     let mut redis = conn.clone();
     let config = jobs.get_config();
-    let ready: usize = redis::cmd("LLEN")
-        .arg(config.active_jobs_list())
-        .query_async(&mut redis)
-        .await
-        .expect("llen");
-    let scheduled: usize = redis::cmd("ZCARD")
-        .arg(config.scheduled_jobs_set())
-        .query_async(&mut redis)
-        .await
-        .expect("zcard");
+    let ready: usize = ask(&mut redis, "LLEN", &config.active_jobs_list()).await;
+    let scheduled: usize = ask(&mut redis, "ZCARD", &config.scheduled_jobs_set()).await;
     assert_eq!((ready, scheduled), (6, 0));
     // One job sealed with a key the worker does not have: refused, reported.
     let stranger = Keyring::parse(&Keyring::generate("stranger")).expect("key");
@@ -181,22 +186,11 @@ async fn jobs_run_on_a_redis_worker_and_outcomes_come_back() {
         .await
         .expect("connect");
     // Every report applied was acknowledged and deleted.
-    let reports: usize = redis::cmd("XLEN")
-        .arg(settings.reports())
-        .query_async(&mut raw)
-        .await
-        .expect("xlen");
+    let reports: usize = ask(&mut raw, "XLEN", &settings.reports()).await;
     assert_eq!(reports, 0, "reports left on the stream");
-    let data: usize = redis::cmd("HLEN")
-        .arg(format!("{}:jobs:materials:data", settings.prefix))
-        .query_async(&mut raw)
-        .await
-        .expect("hlen");
-    let done: bool = redis::cmd("EXISTS")
-        .arg(format!("{}:jobs:materials:done", settings.prefix))
-        .query_async(&mut raw)
-        .await
-        .expect("exists");
+    let prefix = &settings.prefix;
+    let data: usize = ask(&mut raw, "HLEN", &format!("{prefix}:jobs:materials:data")).await;
+    let done: bool = ask(&mut raw, "EXISTS", &format!("{prefix}:jobs:materials:done")).await;
     assert_eq!((data, done), (0, false), "finished jobs left in Redis");
 
     got.sort_by(|a, b| a.attempt_id.cmp(&b.attempt_id));

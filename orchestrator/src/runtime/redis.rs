@@ -37,9 +37,8 @@ impl RedisTransport {
             queues: Mutex::new(HashMap::new()),
         }
     }
-}
 
-impl RedisTransport {
+    /// The apalis storage of `queue`, made at its first job.
     async fn storage(&self, queue: &str) -> apalis_redis::RedisStorage<Sealed> {
         let mut queues = self.queues.lock().await;
         queues

@@ -525,11 +525,10 @@ fn shares(concurrency: usize) -> Vec<usize> {
 /// Runs the apalis workers of each queue ([`FETCHERS_PER_QUEUE`]), each
 /// under an apalis monitor of its own, until `shutdown` resolves; then
 /// stops fetching and waits up to the grace period for running jobs. An
-/// apalis worker that ends on its own (Redis
-/// away, or its registration dropped after a late heartbeat, which fails
-/// its next fetch) is started again under a new name: under one monitor
-/// for all queues, the monitor ran on with the others and that queue was
-/// never served again.
+/// apalis worker that ends on its own (Redis away, or its registration
+/// dropped after a late heartbeat, which fails its next fetch) is started
+/// again under a new name: under one monitor for all queues, the monitor
+/// ran on with the others and that queue was never served again.
 pub async fn run_pool<F>(
     pool: Pool,
     conn: ConnectionManager,
@@ -549,7 +548,7 @@ where
             .enumerate()
             .map(move |(k, concurrency)| (slots, k, concurrency))
     });
-    let queues = fetchers.map(|(slots, k, concurrency)| {
+    let workers = fetchers.map(|(slots, k, concurrency)| {
         let what = format!("worker {k} of queue {}", slots.queue);
         let (pool, conn, stopped) = (&pool, conn.clone(), stopped.clone());
         async move {
@@ -575,7 +574,7 @@ where
             .await
         }
     });
-    futures_util::future::try_join_all(queues).await?;
+    futures_util::future::try_join_all(workers).await?;
     Ok(())
 }
 
