@@ -24,6 +24,7 @@ pub mod service;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use docket_workers::contract::Outcome;
 
 use crate::calendar::Calendar;
@@ -103,13 +104,7 @@ impl<S: Store> Orchestrator<S> {
             .ok_or_else(|| RuntimeError::UnknownWorkflow(workflow.to_owned()))?;
         let definition = self.registry.get(&*self.store, record.id).await?;
         let now = self.clock.now();
-        let ctx = Context {
-            workflow: &definition,
-            calendars: &self.calendars,
-            contacts: &self.contacts,
-            now,
-        };
-        let decision = engine::start(ctx, &self.ids.case_id(), input)?;
+        let decision = engine::start(self.context(&definition, now), &self.ids.case_id(), input)?;
         self.store
             .insert_case(record.id, &decision, actor, now)
             .await?;
@@ -127,13 +122,7 @@ impl<S: Store> Orchestrator<S> {
         let definition = self.definition_of(case_id).await?;
         let now = self.clock.now();
         let decide = |record: &CaseRecord| {
-            let ctx = Context {
-                workflow: &definition,
-                calendars: &self.calendars,
-                contacts: &self.contacts,
-                now,
-            };
-            engine::decide(ctx, &record.state, command)
+            engine::decide(self.context(&definition, now), &record.state, command)
         };
         Ok(self
             .store
@@ -236,13 +225,11 @@ impl<S: Store> Orchestrator<S> {
             .iter()
             .map(|(_, case_id, definition, command)| {
                 let decide = move |record: &CaseRecord| {
-                    let ctx = Context {
-                        workflow: definition,
-                        calendars: &self.calendars,
-                        contacts: &self.contacts,
-                        now,
-                    };
-                    engine::decide(ctx, &record.state, command.clone())
+                    engine::decide(
+                        self.context(definition, now),
+                        &record.state,
+                        command.clone(),
+                    )
                 };
                 (case_id.clone(), decide)
             })
@@ -262,6 +249,16 @@ impl<S: Store> Orchestrator<S> {
             }
         }
         done
+    }
+
+    /// What a decision on `workflow` at `now` is made with.
+    fn context<'a>(&'a self, workflow: &'a Workflow, now: DateTime<Utc>) -> Context<'a> {
+        Context {
+            workflow,
+            calendars: &self.calendars,
+            contacts: &self.contacts,
+            now,
+        }
     }
 
     /// The workflow a case runs on.
