@@ -46,7 +46,8 @@ struct Args {
     /// Missed heartbeats after which another worker recovers this one's jobs.
     #[arg(long, default_value_t = 2)]
     missed_heartbeats: usize,
-    /// How often an idle worker looks for jobs.
+    /// How often this process looks for jobs on an idle queue (its fetchers
+    /// take turns).
     #[arg(long, default_value = "200ms", value_parser = humantime::parse_duration)]
     poll: Duration,
     /// Keys that open sealed jobs, `ID:BASE64KEY[,…]` newest first (the

@@ -548,6 +548,98 @@ async fn an_idle_worker_picks_up_a_new_job_well_before_its_next_heartbeat() {
     );
 }
 
+/// An idle worker process asks Redis for a queue's jobs about once per
+/// poll interval, however many apalis workers share the queue's slots:
+/// each of four fetchers polling at the full rate made an idle pool cost
+/// Redis four fetch scripts per interval and queue. Counted on a Redis of
+/// the test's own, so that no other test's commands are counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_pool_polls_once_per_interval_whatever_its_fetchers() {
+    let dir = TempDir::new();
+    let port = free_port();
+    let Some(server) = PrivateRedis::start(&dir.0, port).await else {
+        return;
+    };
+    let url = format!("redis://127.0.0.1:{port}");
+    let settings = RedisSettings {
+        wake_url: Some(url.clone()),
+        ..settings()
+    };
+    let conn = transport::connect(&url, &settings).await.expect("connect");
+    let config = jobs_config(&conn, &settings);
+    let mut redis = raw(&url).await;
+    let runs = Runs::default();
+    let (started_tx, mut started) = mpsc::unbounded_channel();
+    let (report, _reports) = mpsc::unbounded_channel();
+    let keyring = Keyring::ephemeral();
+    let worker_id = format!("{}-w", settings.prefix);
+    let slots = 2 * transport::FETCHERS_PER_QUEUE;
+    let pool = start_pool(
+        &conn,
+        &settings,
+        &keyring,
+        &worker_id,
+        slots,
+        "w",
+        &runs,
+        &started_tx,
+        Arc::new(Forward(report)),
+    );
+    registered_all(
+        &mut redis,
+        &config,
+        &worker_id,
+        transport::FETCHERS_PER_QUEUE,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let scripts = |info: String| -> u64 {
+        info.lines()
+            .filter(|l| l.starts_with("cmdstat_evalsha:") || l.starts_with("cmdstat_eval:"))
+            .filter_map(|l| {
+                l.split("calls=")
+                    .nth(1)?
+                    .split(',')
+                    .next()?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .sum()
+    };
+    let before = scripts(query(&mut redis, "INFO", &["commandstats"]).await);
+    let idle = Duration::from_secs(3);
+    tokio::time::sleep(idle).await;
+    let after = scripts(query(&mut redis, "INFO", &["commandstats"]).await);
+
+    // Idle still means ready: a job pushed now is picked up at once.
+    let pushed = Instant::now();
+    push(
+        &mut settings.jobs(conn.clone(), QUEUE),
+        &keyring,
+        &job("after-idle", 0, "ok"),
+    )
+    .await;
+    take(&mut started, 1, Duration::from_secs(10)).await;
+    let waited = pushed.elapsed();
+    pool.stop().await;
+    drop(server);
+
+    // One fetch per interval, and each fetcher's heartbeat (5 s apart):
+    // 15 + 4 over 3 s. Four fetchers at the full rate would be 60 + 4.
+    let polls = idle.as_millis() as u64 / settings.poll.as_millis() as u64;
+    let ran = after - before;
+    assert!(
+        ran <= polls + polls / 2 + transport::FETCHERS_PER_QUEUE as u64,
+        "an idle pool of {slots} slots ran {ran} scripts in {idle:?} (poll {:?})",
+        settings.poll
+    );
+    assert!(
+        waited < Duration::from_secs(1),
+        "an idle pool took {waited:?} to pick up a pushed job"
+    );
+}
+
 /// A failed attempt, retryable or not, is the orchestrator's to retry: it
 /// arrives once as data on the completions queue, and apalis-redis, which
 /// would otherwise reschedule a failed job up to 25 times, runs it once.

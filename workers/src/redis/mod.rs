@@ -12,8 +12,8 @@
 //!   handler back until apalis's small event channel had room, and nothing
 //!   reads either (orphan recovery goes by the worker's in-flight set);
 //! - heartbeats and orphan recovery are tuned to seconds, not minutes;
-//! - idle workers poll every 200 ms instead of waiting for a heartbeat,
-//!   and are woken at once by a message published after each push
+//! - an idle queue is polled every 200 ms (its fetchers take turns)
+//!   instead of at each heartbeat, and its idle workers are woken at once by a message published after each push
 //!   ([`RedisSettings::wake_url`]), so a job waits for no poll;
 //! - a worker's name is unique per process start: a reused name is refused
 //!   for one heartbeat and hides dead workers from orphan recovery;
@@ -114,10 +114,17 @@ impl RedisSettings {
         RedisStorage::new(conn).with_config(self.config(&format!("jobs:{queue}")))
     }
 
-    /// When an idle worker of `config`'s queue fetches: every `poll`, and
-    /// as soon as a job is pushed (with [`RedisSettings::wake_url`]). The
-    /// subscription ends when `stopped` turns true.
-    fn polling(&self, config: &Config, stopped: &watch::Receiver<bool>) -> Strategy {
+    /// When an idle fetcher of `config`'s queue, the `fetcher`th of
+    /// `fetchers`, looks for a job: as soon as one is pushed (with
+    /// [`RedisSettings::wake_url`]), and on its turn of the queue's poll.
+    /// The subscription ends when `stopped` turns true.
+    fn polling(
+        &self,
+        config: &Config,
+        stopped: &watch::Receiver<bool>,
+        fetcher: usize,
+        fetchers: usize,
+    ) -> Strategy {
         let strategy = Strategy::new();
         let strategy = match &self.wake_url {
             Some(url) => strategy.stream(Wake::on_push(
@@ -127,7 +134,35 @@ impl RedisSettings {
             )),
             None => strategy,
         };
-        strategy.interval(self.poll)
+        strategy.stream(PollTurns::new(self.poll, fetcher, fetchers))
+    }
+}
+
+/// The idle polls of one of a queue's fetchers. The fetchers take turns,
+/// one `poll` apart, so that the process looks at an idle queue once per
+/// `poll` however many fetchers it has: each polling at the full rate made
+/// four fetch scripts per interval. Any fetcher's fetch takes any ready job,
+/// so a job whose wake-up was lost still waits one `poll` at most while
+/// the fetchers are idle.
+struct PollTurns(tokio::time::Interval);
+
+impl PollTurns {
+    fn new(poll: Duration, fetcher: usize, fetchers: usize) -> PollTurns {
+        let period = poll.saturating_mul(u32::try_from(fetchers.max(1)).unwrap_or(u32::MAX));
+        let first = poll.saturating_mul(u32::try_from(fetcher).unwrap_or(u32::MAX));
+        let mut turns = tokio::time::interval_at(tokio::time::Instant::now() + first, period);
+        // A fetcher busy through its turns looks once when it is idle again,
+        // not once per turn it missed.
+        turns.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        PollTurns(turns)
+    }
+}
+
+impl Stream for PollTurns {
+    type Item = ();
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<()>> {
+        self.0.poll_tick(cx).map(|_| Some(()))
     }
 }
 
@@ -543,19 +578,21 @@ where
         let _ = stop.send(true);
     });
     let fetchers = pool.queues.iter().flat_map(|slots| {
-        shares(slots.concurrency)
+        let shares = shares(slots.concurrency);
+        let n = shares.len();
+        shares
             .into_iter()
             .enumerate()
-            .map(move |(k, concurrency)| (slots, k, concurrency))
+            .map(move |(k, concurrency)| (slots, k, concurrency, n))
     });
-    let workers = fetchers.map(|(slots, k, concurrency)| {
+    let workers = fetchers.map(|(slots, k, concurrency, n)| {
         let what = format!("worker {k} of queue {}", slots.queue);
         let (pool, conn, stopped) = (&pool, conn.clone(), stopped.clone());
         async move {
             supervise(&what, stopped, |generation, stopped| {
                 let name = format!("{}-{generation}:{}:{k}", pool.worker_id, slots.queue);
                 let storage = pool.settings.jobs(conn.clone(), &slots.queue);
-                let polling = pool.settings.polling(storage.get_config(), &stopped);
+                let polling = pool.settings.polling(storage.get_config(), &stopped, k, n);
                 let ctx = Context {
                     shared: pool.shared.clone(),
                     keyring: pool.keyring.clone(),
