@@ -135,6 +135,56 @@ pub(crate) async fn cases_updated_together_get_a_result_each<S: Tamper + AuditSt
     assert_eq!(verify(store, None).await.expect("verify"), vec![]);
 }
 
+/// A batch that settles many attempts at once (more than PostgreSQL
+/// finishes one statement each): every attempt is finished, whether its
+/// job was out or still waiting, and every waiting job is withdrawn.
+pub(crate) async fn a_batch_settles_all_its_attempts<S: Store>(store: &S) {
+    let ids: Vec<String> = (1..=10).map(|n| format!("case-{n:02}")).collect();
+    let mut queue = String::new();
+    for case_id in &ids {
+        queue = job(&started(store, case_id, true, t0()).await)
+            .queue
+            .clone();
+    }
+    let sent = t0() + Duration::seconds(1);
+    let waiting = waiting_ids(store).await;
+    assert_eq!(waiting.len(), 10);
+    let out = store
+        .claim_jobs(&waiting[..5], sent)
+        .await
+        .expect("claim half");
+    assert_eq!(out.len(), 5);
+
+    let now = t0() + Duration::minutes(1);
+    let batch = ids
+        .iter()
+        .map(|case_id| {
+            (
+                case_id.clone(),
+                deciding(Command::Cancel { reason: "x".into() }, now),
+            )
+        })
+        .collect();
+    let results = store
+        .update_cases(batch, Lock::Wait, "test:actor", now)
+        .await
+        .expect("the batch");
+    for (case_id, result) in ids.iter().zip(results) {
+        let kinds = written(result.expect("cancelled")).history;
+        assert!(
+            kinds.iter().any(|e| e.kind() == "attempt_abandoned"),
+            "{case_id}: {kinds:?}"
+        );
+    }
+    assert_eq!(waiting_ids(store).await, Vec::<i64>::new(), "withdrawn");
+    assert_eq!(
+        store.dispatched_unfinished(&queue).await.expect("count"),
+        0,
+        "the attempts out are finished"
+    );
+    assert_eq!(store.requeue_unfinished().await.expect("requeue"), 0);
+}
+
 /// PostgreSQL: batches lock their cases in one order, so two that share
 /// cases wait for each other rather than deadlock, whatever order each
 /// was given its cases in.

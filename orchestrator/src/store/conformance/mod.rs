@@ -394,6 +394,7 @@ conformance!(
     cases_are_listed_newest_first,
     concurrent_completions_apply_once,
     cases_updated_together_get_a_result_each,
+    a_batch_settles_all_its_attempts,
     schedules_follow_the_latest_definition,
     a_tick_is_claimed_once,
     concurrent_claims_of_one_tick_fire_once,

@@ -77,6 +77,24 @@ const WRITE_TIMERS: &str = "\
     SELECT * FROM UNNEST($4::text[], $5::text[], $6::timestamptz[], $7::jsonb[]) \
     ON CONFLICT (case_id, id) DO UPDATE SET due_at = excluded.due_at, kind = excluded.kind";
 
+/// `super::FINISH_ATTEMPT` for the attempts `$1`.
+const FINISH_ATTEMPTS: &str = "\
+    WITH settled AS ( \
+        SELECT * FROM UNNEST($1::text[]) AS s (id) \
+    ), finished AS ( \
+        UPDATE attempts a SET status = 'finished', finished_at = $2 \
+        FROM settled s WHERE a.id = s.id AND a.status <> 'finished' \
+    ) \
+    DELETE FROM outbox o USING settled s \
+    WHERE o.attempt_id = s.id AND o.dispatched_at IS NULL";
+
+/// Up to this many attempts a batch settles are finished one statement
+/// each: given an array, the statement is planned afresh at every call
+/// (its generic plan, for an array of unknown length, costs more), which
+/// costs a batch of a few attempts more than their round trips, and a
+/// batch of many less (BENCHMARKS.md).
+const FINISHED_ONE_BY_ONE: usize = 4;
+
 #[derive(sqlx::FromRow)]
 struct LockedRow {
     id: String,
@@ -191,17 +209,35 @@ async fn write_all(
                 .await?;
         }
     }
-    // One statement per attempt, as for a single case: given an array, its
-    // plan is made afresh at every call (a generic plan read the whole
-    // outbox), and that cost more than the round trips.
-    for attempt_id in writes.iter().flat_map(|(_, w)| &w.finished) {
+    let finished: Vec<&str> = writes
+        .iter()
+        .flat_map(|(_, w)| w.finished.iter().copied())
+        .collect();
+    finish_attempts(conn, &finished, now).await?;
+    write_timers(conn, &writes).await
+}
+
+async fn finish_attempts(
+    conn: &mut PgConnection,
+    attempt_ids: &[&str],
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    if attempt_ids.len() > FINISHED_ONE_BY_ONE {
+        sqlx::query(FINISH_ATTEMPTS)
+            .bind(attempt_ids)
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+        return Ok(());
+    }
+    for attempt_id in attempt_ids {
         sqlx::query(FINISH_ATTEMPT)
             .bind(attempt_id)
             .bind(now)
             .execute(&mut *conn)
             .await?;
     }
-    write_timers(conn, &writes).await
+    Ok(())
 }
 
 async fn update_rows(
