@@ -112,24 +112,24 @@ const WRITE_TIMERS: &str = "\
     FROM UNNEST($3::text[], $4::timestamptz[], $5::jsonb[]) AS t (id, due, kind) \
     ON CONFLICT (case_id, id) DO UPDATE SET due_at = excluded.due_at, kind = excluded.kind";
 
-/// The claim of the outbox rows whose ids are in the array `$1`: of
-/// concurrent claims of one row, one changes it. A join rather than
-/// `id = ANY ($1)`, with which a cached generic plan can read every waiting
-/// job through the partial index of waiting jobs to find a few.
+/// The claim of the outbox rows whose ids are in the array `$1`, and of
+/// their attempts: of concurrent claims of one row, one changes it. A join
+/// rather than `id = ANY ($1)`, with which a cached generic plan can read
+/// every waiting job through the partial index of waiting jobs to find a
+/// few.
 const CLAIM_JOBS: &str = "\
     WITH claimed AS ( \
         UPDATE outbox o SET dispatched_at = $2 FROM UNNEST($1::bigint[]) AS c (id) \
         WHERE o.id = c.id AND o.dispatched_at IS NULL \
         RETURNING o.id, o.attempt_id, o.job, o.created_at \
+    ), marked AS ( \
+        UPDATE attempts a SET status = 'dispatched', dispatched_at = $2 \
+        FROM claimed o WHERE a.id = o.attempt_id AND a.status <> 'finished' \
     ) \
     SELECT o.id, CAST(o.job AS TEXT) AS job, o.created_at, a.case_id, c.data_key \
     FROM claimed o JOIN attempts a ON a.id = o.attempt_id \
     LEFT JOIN cases c ON c.id = a.case_id \
     ORDER BY o.id";
-
-const MARK_ATTEMPTS_DISPATCHED: &str = "\
-    UPDATE attempts SET status = 'dispatched', dispatched_at = $2 \
-    WHERE id = ANY ($1) AND status <> 'finished'";
 
 /// `sql::PUSH_ATTEMPT_TIMEOUT` for the attempts of many cases at once:
 /// the arrays hold each timer's case, kind and new due time. The cases
@@ -274,6 +274,19 @@ async fn write(
         .bind(kept.0)
         .bind(kept.1)
         .bind(kept.2)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Gives claimed jobs and their attempts back to the outbox.
+async fn release(conn: &mut PgConnection, outbox_ids: &[i64]) -> Result<(), StoreError> {
+    sqlx::query(RELEASE_ATTEMPTS)
+        .bind(outbox_ids)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query(RELEASE_OUTBOX)
+        .bind(outbox_ids)
         .execute(&mut *conn)
         .await?;
     Ok(())
@@ -590,21 +603,8 @@ impl Store for PgStore {
             .await?;
         let (claimed, unreadable) = rows::open_claimed(rows, &self.keys);
         if !unreadable.is_empty() {
-            sqlx::query(RELEASE_OUTBOX)
-                .bind(&unreadable)
-                .execute(&mut *tx)
-                .await?;
+            release(&mut tx, &unreadable).await?;
         }
-        if claimed.is_empty() {
-            tx.commit().await?;
-            return Ok(claimed);
-        }
-        let attempts: Vec<&str> = claimed.iter().map(|r| r.job.attempt_id.as_str()).collect();
-        sqlx::query(MARK_ATTEMPTS_DISPATCHED)
-            .bind(&attempts)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
         let mut timeouts = (Vec::new(), Vec::new(), Vec::new());
         for job in claimed.iter().map(|r| &r.job) {
             let Some(due) = write::timeout_from(job, now) else {
@@ -639,14 +639,7 @@ impl Store for PgStore {
 
     async fn release_jobs(&self, outbox_ids: &[i64]) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query(RELEASE_ATTEMPTS)
-            .bind(outbox_ids)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(RELEASE_OUTBOX)
-            .bind(outbox_ids)
-            .execute(&mut *tx)
-            .await?;
+        release(&mut tx, outbox_ids).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -738,6 +738,11 @@ pub(crate) async fn corrupt_rows_are_reported_not_panicked<S: Tamper>(store: &S)
     assert!(claimed.is_empty(), "{claimed:?}");
     let still = waiting_ids(store).await;
     assert!(still.contains(&bad), "{still:?}");
+    let attempt = store
+        .read_texts("SELECT status FROM attempts WHERE case_id = $1", "case-j")
+        .await
+        .expect("read");
+    assert_eq!(attempt, ["scheduled"], "its attempt is not marked out");
 }
 
 pub(crate) async fn cases_are_listed_newest_first<S: Tamper>(store: &S) {
