@@ -53,7 +53,10 @@ fn the_benchmark_runs_every_phase_and_reports_every_figure() {
     for row in [
         "Redis floor",
         "apalis-redis no-op",
+        "apalis-redis no-op: CPU per job",
         "Orchestrated throughput, postgres",
+        "CPU per step, postgres",
+        "CPU per step, sqlite",
         "Dispatch latency, postgres, saturating",
         "Dispatch latency, postgres, half load",
         "Orchestrated throughput, sqlite",
@@ -88,11 +91,30 @@ fn the_benchmark_runs_every_phase_and_reports_every_figure() {
         &figures["raw_apalis"]["drain_per_s"],
         "raw_apalis.drain_per_s",
     );
+    for process in ["worker_us", "redis_us"] {
+        number(
+            &figures["raw_apalis"]["cpu_per_job"][process],
+            &format!("raw_apalis.cpu_per_job.{process}"),
+        );
+    }
     let flows = figures["orchestrated"].as_array().expect("orchestrated");
     assert_eq!(flows.len(), 2, "postgres and sqlite: {flows:?}");
     for f in flows {
         number(&f["steps_per_s"], "steps_per_s");
         number(&f["fixed_load_steps_per_s"], "fixed_load_steps_per_s");
+        let processes = ["serve_us", "worker_us", "redis_us", "bench_us", "cores"];
+        for process in processes {
+            number(
+                &f["cpu_per_step"][process],
+                &format!("cpu_per_step.{process}"),
+            );
+        }
+        if f["database"] == "postgres" {
+            number(
+                &f["cpu_per_step"]["database_us"],
+                "cpu_per_step.database_us",
+            );
+        }
         let loads = [
             "dispatch_latency_saturated",
             "dispatch_latency_half_load",

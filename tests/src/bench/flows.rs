@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
+use super::cpu::{CpuShare, Watched};
 use super::library::{Lib, Pace};
 use super::report::{Latency, latency};
 use super::services::{Binaries, Db, Proc, Redis, Serve};
@@ -34,6 +35,9 @@ pub struct FlowFigures {
     pub cases: usize,
     pub steps: usize,
     pub steps_per_s: f64,
+    /// CPU per step of the saturating run, from `serve`'s start to the
+    /// last case's end.
+    pub cpu: CpuShare,
     pub saturated: Dispatch,
     /// Steps per second offered in the half-load run.
     pub half_load_steps_per_s: f64,
@@ -60,9 +64,23 @@ pub async fn run(
         .await?;
     let tag = db.kind();
     let mut worker = bins.worker(&redis.url, concurrency, tag)?;
+    let watched = Watched {
+        postmaster: db.postmaster().await?,
+        serve: None,
+        worker: Some(worker.pid()),
+        redis: Some(redis.pid()),
+        bench: Some(std::process::id()),
+    };
     let mut serve = bins.serve(db, &redis.url, tag).await?;
+    let watched = Watched {
+        serve: Some(serve.proc.pid()),
+        ..watched
+    };
+    let before = watched.read()?;
     wait_ended(db, cases, &mut serve, &mut worker).await?;
+    let after = watched.read()?;
     let attempts = db.attempts(WORKFLOW).await?;
+    let cpu = after.per_unit_since(&before, attempts.len());
     let first = attempts
         .iter()
         .filter_map(|a| a.dispatched_at)
@@ -101,6 +119,7 @@ pub async fn run(
         cases,
         steps: attempts.len(),
         steps_per_s,
+        cpu,
         saturated,
         half_load_steps_per_s: half_rate,
         half,

@@ -15,6 +15,7 @@
 //!
 //! It prints one table and writes the same figures as JSON (`--json`).
 
+mod cpu;
 mod flows;
 mod library;
 mod raw;
@@ -265,7 +266,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if phase("raw") {
         eprintln!("bench: raw apalis-redis, {} jobs", sizes.raw_jobs);
         redis.flush()?;
-        report.raw = Some(raw::run(&redis.url, sizes.raw_jobs, WORKER_CONCURRENCY).await?);
+        report.raw = Some(raw::run(&redis, sizes.raw_jobs, WORKER_CONCURRENCY).await?);
     }
     if phase("flows") {
         for database in &args.databases {

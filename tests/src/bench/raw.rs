@@ -18,6 +18,9 @@ use docket_workers::sealing::Keyring;
 use futures_util::future::BoxFuture;
 use tokio::sync::Notify;
 
+use super::cpu::{CpuShare, Watched};
+use super::services::Redis;
+
 /// What the raw run measured.
 #[derive(Debug, Clone, Copy)]
 pub struct RawFigures {
@@ -26,6 +29,8 @@ pub struct RawFigures {
     pub push_per_s: f64,
     /// Jobs run per second, draining the pushed backlog.
     pub drain_per_s: f64,
+    /// CPU per job of the drain: the pool (`worker`) and Redis.
+    pub cpu: CpuShare,
 }
 
 /// Counts outcomes instead of sending them anywhere.
@@ -46,8 +51,14 @@ impl Reporter for Count {
 }
 
 /// Pushes `jobs` no-op jobs onto an empty queue, then drains them with a
-/// pool of `concurrency` slots.
-pub async fn run(redis: &str, jobs: usize, concurrency: usize) -> anyhow::Result<RawFigures> {
+/// pool of `concurrency` slots, in this process.
+pub async fn run(redis: &Redis, jobs: usize, concurrency: usize) -> anyhow::Result<RawFigures> {
+    let watched = Watched {
+        worker: Some(std::process::id()),
+        redis: Some(redis.pid()),
+        ..Watched::default()
+    };
+    let redis = redis.url.as_str();
     let settings = RedisSettings {
         prefix: "bench-raw".to_owned(),
         ..RedisSettings::default()
@@ -92,6 +103,7 @@ pub async fn run(redis: &str, jobs: usize, concurrency: usize) -> anyhow::Result
         grace: Duration::from_secs(5),
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let before = watched.read()?;
     let draining = Instant::now();
     let worker = tokio::spawn(transport::run_pool(pool, conn, async move {
         let _ = stopped.await;
@@ -101,11 +113,13 @@ pub async fn run(redis: &str, jobs: usize, concurrency: usize) -> anyhow::Result
         .await
         .context("the raw pool did not drain its jobs within 10 minutes")?;
     let drain_secs = draining.elapsed().as_secs_f64();
+    let cpu = watched.read()?.per_unit_since(&before, jobs);
     let _ = stop.send(());
     let _ = tokio::time::timeout(Duration::from_secs(10), worker).await;
     Ok(RawFigures {
         jobs,
         push_per_s: jobs as f64 / push_secs,
         drain_per_s: jobs as f64 / drain_secs,
+        cpu,
     })
 }

@@ -124,6 +124,14 @@ impl Report {
                 "drain of a pushed backlog",
             );
             row(
+                "apalis-redis no-op: CPU per job".into(),
+                raw.cpu.describe(),
+                &format!(
+                    "{:.2} cores busy; the pool runs in the bench",
+                    raw.cpu.cores
+                ),
+            );
+            row(
                 "apalis-redis push, one after another".into(),
                 format!("{} jobs/s", thousands(raw.push_per_s)),
                 "sealed jobs",
@@ -138,6 +146,11 @@ impl Report {
                     Some(raw) => format!("{:.2} x raw apalis", f.steps_per_s / raw.drain_per_s),
                     None => String::new(),
                 },
+            );
+            row(
+                format!("CPU per step, {db}, saturating"),
+                f.cpu.describe(),
+                &format!("{:.2} cores busy", f.cpu.cores),
             );
             row(
                 format!("Dispatch latency, {db}, saturating"),
@@ -244,6 +257,7 @@ impl Report {
                     "steps": f.steps,
                     "steps_per_s": f.steps_per_s,
                     "ratio_to_raw": self.raw.map(|r| f.steps_per_s / r.drain_per_s),
+                    "cpu_per_step": f.cpu,
                     "dispatch_latency_saturated": f.saturated,
                     "half_load_steps_per_s": f.half_load_steps_per_s,
                     "dispatch_latency_half_load": f.half,
@@ -260,6 +274,7 @@ impl Report {
             })),
             "raw_apalis": self.raw.map(|r| json!({
                 "jobs": r.jobs, "push_per_s": r.push_per_s, "drain_per_s": r.drain_per_s,
+                "cpu_per_job": r.cpu,
             })),
             "orchestrated": flows,
             "start_latency": self.waiting.as_ref().map(|w| json!({

@@ -72,7 +72,7 @@ pub fn free_port() -> anyhow::Result<u16> {
 pub struct Redis {
     pub port: u16,
     pub url: String,
-    _proc: Proc,
+    proc: Proc,
 }
 
 impl Redis {
@@ -100,7 +100,7 @@ impl Redis {
                 return Ok(Redis {
                     port,
                     url: format!("redis://127.0.0.1:{port}"),
-                    _proc: proc,
+                    proc,
                 });
             }
             if Instant::now() > deadline {
@@ -108,6 +108,10 @@ impl Redis {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.proc.pid()
     }
 
     /// Empties it between phases.
@@ -239,6 +243,19 @@ impl Db {
         match self {
             Db::Postgres { url, .. } | Db::Sqlite { url, .. } => url,
         }
+    }
+
+    /// The PostgreSQL server's postmaster, when it runs on this machine
+    /// (the parent of this connection's backend); `None` for SQLite.
+    pub async fn postmaster(&self) -> anyhow::Result<Option<u32>> {
+        let Db::Postgres { pool, .. } = self else {
+            return Ok(None);
+        };
+        let backend: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+            .fetch_one(pool)
+            .await?;
+        let backend = u32::try_from(backend)?;
+        Ok(cpu_ticks(backend).ok().map(|t| t.parent))
     }
 
     pub fn kind(&self) -> &'static str {
@@ -553,6 +570,21 @@ pub fn rss_bytes(pid: u32) -> anyhow::Result<u64> {
 
 /// CPU time a process has used so far (user + system).
 pub fn cpu_time(pid: u32) -> anyhow::Result<Duration> {
+    let ticks = cpu_ticks(pid)?.own;
+    Ok(Duration::from_secs_f64(ticks as f64 / clock_ticks() as f64))
+}
+
+/// What `/proc/PID/stat` says of a process's CPU time, in clock ticks.
+#[derive(Debug, Clone, Copy)]
+pub struct Ticks {
+    pub parent: u32,
+    /// User + system time of the process itself.
+    pub own: u64,
+    /// User + system time of its children it has waited for.
+    pub children: u64,
+}
+
+pub fn cpu_ticks(pid: u32) -> anyhow::Result<Ticks> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // The command name is in parentheses and may hold spaces.
     let after = stat
@@ -560,16 +592,22 @@ pub fn cpu_time(pid: u32) -> anyhow::Result<Duration> {
         .map(|(_, rest)| rest)
         .context("unreadable /proc/PID/stat")?;
     let fields: Vec<&str> = after.split_whitespace().collect();
-    // After the name: state is field 3, utime 14 and stime 15.
-    let ticks: u64 = fields
-        .get(11)
-        .zip(fields.get(12))
-        .context("short /proc/PID/stat")
-        .and_then(|(u, s)| Ok(u.parse::<u64>()? + s.parse::<u64>()?))?;
-    Ok(Duration::from_secs_f64(ticks as f64 / clock_ticks() as f64))
+    // After the name: state is field 3, ppid 4, utime 14, stime 15,
+    // cutime 16 and cstime 17.
+    let field = |n: usize| -> anyhow::Result<u64> {
+        Ok(fields
+            .get(n - 3)
+            .context("short /proc/PID/stat")?
+            .parse::<u64>()?)
+    };
+    Ok(Ticks {
+        parent: u32::try_from(field(4)?)?,
+        own: field(14)? + field(15)?,
+        children: field(16)? + field(17)?,
+    })
 }
 
-fn clock_ticks() -> u64 {
+pub fn clock_ticks() -> u64 {
     Command::new("getconf")
         .arg("CLK_TCK")
         .output()
