@@ -7,6 +7,11 @@ use clap::Parser;
 
 mod cli;
 
+/// glibc's allocator took a quarter of `serve`'s CPU time at saturation
+/// (BENCHMARKS.md); mimalloc is a drop-in replacement.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let args = cli::Args::parse();
     // Logs go to stderr so command output stays clean; they carry ids,

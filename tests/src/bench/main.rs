@@ -24,6 +24,10 @@ mod services;
 mod timers;
 mod waiting;
 
+/// The allocator of the `worker` binary, whose pool the raw phase runs.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
