@@ -13,8 +13,9 @@
 //!   reads either (orphan recovery goes by the worker's in-flight set);
 //! - heartbeats and orphan recovery are tuned to seconds, not minutes;
 //! - an idle queue is polled every 200 ms (its fetchers take turns)
-//!   instead of at each heartbeat, and its idle workers are woken at once by a message published after each push
-//!   ([`RedisSettings::wake_url`]), so a job waits for no poll;
+//!   instead of at each heartbeat, and its idle workers are woken at once
+//!   by a message published after each push ([`RedisSettings::wake_url`]),
+//!   so a job waits for no poll;
 //! - a worker's name is unique per process start: a reused name is refused
 //!   for one heartbeat and hides dead workers from orphan recovery;
 //! - handlers always return `Ok`: the outcome travels on the reports
@@ -148,9 +149,13 @@ struct PollTurns(tokio::time::Interval);
 
 impl PollTurns {
     fn new(poll: Duration, fetcher: usize, fetchers: usize) -> PollTurns {
+        // tokio's intervals refuse a zero period.
+        let poll = poll.max(Duration::from_millis(1));
         let period = poll.saturating_mul(u32::try_from(fetchers.max(1)).unwrap_or(u32::MAX));
         let first = poll.saturating_mul(u32::try_from(fetcher).unwrap_or(u32::MAX));
-        let mut turns = tokio::time::interval_at(tokio::time::Instant::now() + first, period);
+        let now = tokio::time::Instant::now();
+        let start = now.checked_add(first).unwrap_or(now);
+        let mut turns = tokio::time::interval_at(start, period);
         // A fetcher busy through its turns looks once when it is idle again,
         // not once per turn it missed.
         turns.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -745,7 +750,23 @@ pub const COMPLETIONS: &str = "completions";
 
 #[cfg(test)]
 mod tests {
-    use super::{RedisSettings, escape_glob, shares};
+    use std::time::Duration;
+
+    use futures_util::StreamExt;
+
+    use super::{PollTurns, RedisSettings, escape_glob, shares};
+
+    /// `--poll` is the operator's: no value of it may stop a worker.
+    #[tokio::test]
+    async fn any_poll_interval_gives_turns() {
+        for (poll, fetcher) in [(Duration::ZERO, 0), (Duration::ZERO, 3), (Duration::MAX, 3)] {
+            let mut turns = PollTurns::new(poll, fetcher, 4);
+            if poll.is_zero() {
+                let turn = tokio::time::timeout(Duration::from_secs(5), turns.next()).await;
+                assert_eq!(turn, Ok(Some(())), "{poll:?}, fetcher {fetcher}");
+            }
+        }
+    }
 
     /// Leases cost a script per job and made a handler wait for a place
     /// in apalis's event channel before it started; nothing reads them
