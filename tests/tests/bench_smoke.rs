@@ -57,6 +57,7 @@ fn the_benchmark_runs_every_phase_and_reports_every_figure() {
         "Orchestrated throughput, postgres",
         "CPU per step, postgres",
         "CPU per step, sqlite",
+        "CPU per step, postgres, half load",
         "Dispatch latency, postgres, saturating",
         "Dispatch latency, postgres, half load",
         "Orchestrated throughput, sqlite",
@@ -103,17 +104,13 @@ fn the_benchmark_runs_every_phase_and_reports_every_figure() {
         number(&f["steps_per_s"], "steps_per_s");
         number(&f["fixed_load_steps_per_s"], "fixed_load_steps_per_s");
         let processes = ["serve_us", "worker_us", "redis_us", "bench_us", "cores"];
-        for process in processes {
-            number(
-                &f["cpu_per_step"][process],
-                &format!("cpu_per_step.{process}"),
-            );
-        }
-        if f["database"] == "postgres" {
-            number(
-                &f["cpu_per_step"]["database_us"],
-                "cpu_per_step.database_us",
-            );
+        for run in ["cpu_per_step", "cpu_per_step_half_load"] {
+            for process in processes {
+                number(&f[run][process], &format!("{run}.{process}"));
+            }
+            if f["database"] == "postgres" {
+                number(&f[run]["database_us"], &format!("{run}.database_us"));
+            }
         }
         let loads = [
             "dispatch_latency_saturated",

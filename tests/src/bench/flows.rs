@@ -42,6 +42,8 @@ pub struct FlowFigures {
     /// Steps per second offered in the half-load run.
     pub half_load_steps_per_s: f64,
     pub half: Dispatch,
+    /// CPU per step of the half-load run, its cases' starts included.
+    pub half_cpu: CpuShare,
     /// The run at a fixed pace: its steps per second, and its latency.
     pub fixed: Option<(f64, Dispatch)>,
 }
@@ -98,17 +100,21 @@ pub async fn run(
     // Half the saturating load, offered at an even pace.
     let half_rate = steps_per_s / 2.0;
     let mut ended = cases;
-    let mut offer = async |rate: f64| -> anyhow::Result<Dispatch> {
+    // The CPU of a paced run includes starting its cases (in this process
+    // and in the database): one start per `STEPS` steps.
+    let mut offer = async |rate: f64| -> anyhow::Result<(Dispatch, CpuShare)> {
         let every = Duration::from_secs_f64(STEPS as f64 / rate);
         let n = ((half_load_for.as_secs_f64() / every.as_secs_f64()).ceil() as usize).max(2);
+        let before = watched.read()?;
         let ids = lib.start_many(WORKFLOW, n, Pace::Every(every)).await?;
         ended += n;
         wait_ended(db, ended, &mut serve, &mut worker).await?;
-        dispatch_latency(db, &ids.into_iter().collect()).await
+        let cpu = watched.read()?.per_unit_since(&before, n * STEPS);
+        Ok((dispatch_latency(db, &ids.into_iter().collect()).await?, cpu))
     };
-    let half = offer(half_rate).await?;
+    let (half, half_cpu) = offer(half_rate).await?;
     let fixed = match fixed_rate {
-        Some(rate) => Some((rate, offer(rate).await?)),
+        Some(rate) => Some((rate, offer(rate).await?.0)),
         None => None,
     };
 
@@ -123,6 +129,7 @@ pub async fn run(
         saturated,
         half_load_steps_per_s: half_rate,
         half,
+        half_cpu,
         fixed,
     })
 }

@@ -165,6 +165,14 @@ impl Report {
                 ms3(&f.half.total),
                 &parts(&f.half),
             );
+            row(
+                format!("CPU per step, {db}, half load"),
+                f.half_cpu.describe(),
+                &format!(
+                    "{:.2} cores busy; starting the cases included",
+                    f.half_cpu.cores
+                ),
+            );
             if let Some((rate, fixed)) = &f.fixed {
                 row(
                     format!("Dispatch latency, {db}, at {} steps/s", thousands(*rate)),
@@ -261,6 +269,7 @@ impl Report {
                     "dispatch_latency_saturated": f.saturated,
                     "half_load_steps_per_s": f.half_load_steps_per_s,
                     "dispatch_latency_half_load": f.half,
+                    "cpu_per_step_half_load": f.half_cpu,
                     "fixed_load_steps_per_s": f.fixed.as_ref().map(|(rate, _)| rate),
                     "dispatch_latency_fixed_load": f.fixed.as_ref().map(|(_, d)| d),
                 })
