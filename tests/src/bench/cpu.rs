@@ -88,7 +88,7 @@ impl Reading {
 }
 
 impl CpuShare {
-    /// `PostgreSQL 250, serve 110, … µs (1.8 cores busy)`.
+    /// `database 250, serve 110, … µs`: the processes the run has.
     pub fn describe(&self) -> String {
         let parts: Vec<String> = [
             ("database", self.database_us),

@@ -66,17 +66,13 @@ pub async fn run(
         .await?;
     let tag = db.kind();
     let mut worker = bins.worker(&redis.url, concurrency, tag)?;
+    let mut serve = bins.serve(db, &redis.url, tag).await?;
     let watched = Watched {
         postmaster: db.postmaster().await?,
-        serve: None,
+        serve: Some(serve.proc.pid()),
         worker: Some(worker.pid()),
         redis: Some(redis.pid()),
         bench: Some(std::process::id()),
-    };
-    let mut serve = bins.serve(db, &redis.url, tag).await?;
-    let watched = Watched {
-        serve: Some(serve.proc.pid()),
-        ..watched
     };
     let before = watched.read()?;
     wait_ended(db, cases, &mut serve, &mut worker).await?;
